@@ -1,0 +1,43 @@
+# Tidings — the two commands a new machine needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-dev browser lint migrate seed clean
+
+# uv is bootstrapped with pip into .tools/ when the machine does not have it.
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==0.13.9
+
+install: $(UV)
+	$(UV) sync --frozen --no-dev
+
+install-dev: $(UV)
+	$(UV) sync --frozen
+
+run: install
+	$(BIN)/tidings db upgrade
+	$(BIN)/tidings seed-demo
+	@echo "Tidings is starting on http://$${HOST:-127.0.0.1}:$${PORT:-8000}"
+	$(BIN)/tidings serve
+
+# A Chromium for the browser tests: Debian's when present, else Playwright's own download.
+browser: install-dev
+	@if [ -x /usr/bin/chromium ] || [ -x /usr/lib/chromium/chromium ]; then \
+		echo "Using the system Chromium"; \
+	else \
+		$(BIN)/playwright install chromium; \
+	fi
+
+test: install-dev browser
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check webapp jobs tests
+	$(BIN)/mypy webapp jobs
+
+clean:
+	rm -rf $(VENV) .tools var/tidings.db* tests/e2e/artifacts

@@ -1,0 +1,64 @@
+"""Small helpers that drive the JSON API the way a client would."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.conftest import DEFAULT_PASSWORD
+
+_counter = itertools.count(1)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def register(client: Any, name: str = "", email: str = "", timezone: str = "UTC") -> tuple[dict[str, Any], str]:
+    n = next(_counter)
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": email or f"user{n}@example.com",
+            "password": DEFAULT_PASSWORD,
+            "name": name or f"User {n}",
+            "timezone": timezone,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return body["user"], body["token"]
+
+
+def event_payload(**overrides: Any) -> dict[str, Any]:
+    starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    payload = {
+        "title": "Test Concert",
+        "description": "Loud and late.",
+        "venue": "Main Hall",
+        "starts_at": starts.isoformat(),
+        "ends_at": (starts + timedelta(hours=2)).isoformat(),
+        "timezone": "Europe/Berlin",
+        "capacity": 10,
+        "price_cents": 2000,
+        "currency": "EUR",
+    }
+    payload.update(overrides)
+    return payload
+
+
+async def create_event(client: Any, token: str, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/api/v1/events", json=event_payload(**overrides), headers=bearer(token))
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def book(client: Any, token: str, event_id: int, seats: int = 1, **extra: Any) -> Any:
+    return await client.post(
+        f"/api/v1/events/{event_id}/bookings", json={"seats": seats, **extra}, headers=bearer(token)
+    )
+
+
+async def pay(client: Any, token: str, booking_id: int, card: str = "4242 4242 4242 4242") -> Any:
+    return await client.post(f"/api/v1/bookings/{booking_id}/pay", json={"card_number": card}, headers=bearer(token))

@@ -1,0 +1,86 @@
+"""Shared fixtures: one migrated database per test run (SQLite file, or a throwaway
+PostgreSQL database when TIDINGS_TEST_DATABASE_URL points at a server), emptied between tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import delete, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.services import throwaway_postgres_database
+from webapp.app import create_app
+from webapp.cli import upgrade_database
+from webapp.db import Base, create_engine, create_sessionmaker, import_all_models
+from webapp.settings import Settings, load_settings
+
+TEST_SECRET = "test-secret-key-with-plenty-of-entropy-0123456789"
+DEFAULT_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("TIDINGS_TEST_DATABASE_URL", "")
+    if base.startswith("postgresql"):
+        with throwaway_postgres_database(base) as url:
+            upgrade_database(url)
+            yield url
+        return
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'tidings.db'}"
+    upgrade_database(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return load_settings({"DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRET, "LOG_LEVEL": "WARNING"})
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[Any]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(engine: Any) -> AsyncIterator[None]:
+    yield
+    import_all_models()
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(delete(table))
+
+
+@pytest.fixture
+async def session(engine: Any) -> AsyncIterator[AsyncSession]:
+    async with create_sessionmaker(engine)() as session:
+        yield session
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app, base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    path = Path(__file__).parent / "e2e" / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,122 @@
+"""Who is calling: a Bearer token (API) or the session cookies (browser).
+
+The browser's access token lives 15 minutes. When it has expired, the refresh cookie is rotated
+here, transparently, and the new cookies ride on whatever response the request produces.
+Anonymous requests pass through with `user = None`; route guards decide what needs a user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.datastructures.headers import Headers
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from webapp._cookies import parse_cookies
+from webapp.auth.models import User
+from webapp.auth.services import SessionService, SessionTokens
+from webapp.auth.tokens import decode_access_token
+from webapp.settings import Settings
+
+ACCESS_COOKIE = "tidings_access"
+REFRESH_COOKIE = "tidings_refresh"
+
+
+@dataclass(frozen=True)
+class AuthInfo:
+    via: str | None  # "bearer", "cookie" or None
+    expires_at: datetime | None = None
+
+
+def session_cookies(settings: Settings, tokens: SessionTokens | None) -> list[Cookie]:
+    """Cookies that store a new session, or (tokens=None) delete it."""
+    common: dict[str, Any] = {"path": "/", "httponly": True, "samesite": "lax", "secure": settings.production}
+    if tokens is None:
+        return [Cookie(key=name, value="", max_age=0, **common) for name in (ACCESS_COOKIE, REFRESH_COOKIE)]
+    return [
+        Cookie(key=ACCESS_COOKIE, value=tokens.access_token, max_age=settings.access_token_minutes * 60, **common),
+        Cookie(key=REFRESH_COOKIE, value=tokens.refresh_token, max_age=settings.refresh_token_days * 86400, **common),
+    ]
+
+
+class SessionAuthMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        state = scope["litestar_app"].state
+        settings: Settings = state.settings
+        headers = Headers.from_scope(scope)
+        cookies = parse_cookies(headers.get("cookie", ""))
+        user: User | None = None
+        info = AuthInfo(via=None)
+        set_cookies: list[Cookie] = []
+
+        authorization = headers.get("authorization")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            claims = decode_access_token(token.strip(), settings.secret_key) if scheme.lower() == "bearer" else None
+            if claims:
+                user = await self._load_user(state, claims.user_id)
+                info = AuthInfo(via="bearer", expires_at=claims.expires_at)
+        else:
+            claims = decode_access_token(cookies.get(ACCESS_COOKIE, ""), settings.secret_key)
+            if claims:
+                user = await self._load_user(state, claims.user_id)
+                info = AuthInfo(via="cookie", expires_at=claims.expires_at)
+            refresh = cookies.get(REFRESH_COOKIE)
+            if user is None and refresh and scope["type"] == ScopeType.HTTP:
+                async with state.sessionmaker() as session:
+                    rotated = await SessionService(session, settings).rotate(refresh)
+                if rotated:
+                    user, tokens = rotated
+                    if tokens is not None:
+                        set_cookies = session_cookies(settings, tokens)
+                    info = AuthInfo(via="cookie")
+                else:
+                    set_cookies = session_cookies(settings, None)
+
+        scope["user"] = user
+        scope["auth"] = info
+        if set_cookies:
+            send = _adding_cookies(send, set_cookies)
+        await next_app(scope, receive, send)
+
+    @staticmethod
+    async def _load_user(state: Any, user_id: int) -> User | None:
+        async with state.sessionmaker() as session:
+            return await session.get(User, user_id)
+
+
+def _adding_cookies(send: Send, cookies: list[Cookie]) -> Send:
+    async def send_with_cookies(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            response_headers = MutableScopeHeaders.from_message(message)
+            for cookie in cookies:
+                response_headers.add("set-cookie", cookie.to_header(header=""))
+        await send(message)
+
+    return send_with_cookies
+
+
+class SessionCSRFMiddleware(CSRFMiddleware):
+    """CSRF protection for cookie-authenticated state changes only.
+
+    A request carrying an Authorization header, or an API request without session cookies, cannot
+    ride on a victim's browser session, so the double-submit check does not apply to it.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            headers = Headers.from_scope(scope)
+            cookies = parse_cookies(headers.get("cookie", ""))
+            has_session_cookie = ACCESS_COOKIE in cookies or REFRESH_COOKIE in cookies
+            if "authorization" in headers or (scope["path"].startswith("/api/") and not has_session_cookie):
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

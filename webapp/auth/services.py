@@ -1,0 +1,201 @@
+"""Accounts and sessions: registration, password checks, rotating refresh tokens."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.auth.models import RefreshToken, User
+from webapp.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from webapp.db import utcnow
+from webapp.errors import Conflict, RateLimited, Unauthorized, ValidationFailed
+from webapp.ratelimit import RateLimiter
+from webapp.settings import Settings
+from webapp.timeutil import is_valid_timezone
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+MIN_PASSWORD_LENGTH = 8
+ROLES = ("member", "admin")
+ROTATION_GRACE = timedelta(seconds=30)
+
+_hasher = PasswordHasher()
+# Verifying against a fixed hash when the account does not exist keeps login timing the same.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def validate_profile(name: str, timezone: str) -> dict[str, str]:
+    errors = {}
+    if not name.strip():
+        errors["name"] = "Enter your name."
+    elif len(name.strip()) > 100:
+        errors["name"] = "Use at most 100 characters."
+    if not is_valid_timezone(timezone):
+        errors["timezone"] = "Choose a time zone from the list (e.g. Europe/Berlin)."
+    return errors
+
+
+@dataclass(frozen=True)
+class SessionTokens:
+    access_token: str
+    refresh_token: str
+
+
+class AccountService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def register(self, email: str, password: str, name: str, timezone: str = "UTC", role: str = "member") -> User:
+        email = normalize_email(email)
+        errors = validate_profile(name, timezone)
+        if not EMAIL_PATTERN.match(email) or len(email) > 254:
+            errors["email"] = "Enter a valid email address."
+        if len(password) < MIN_PASSWORD_LENGTH:
+            errors["password"] = f"Use at least {MIN_PASSWORD_LENGTH} characters."
+        elif len(password) > 1024:
+            errors["password"] = "Use at most 1024 characters."  # noqa: S105 - a message, not a secret
+        if role not in ROLES:
+            errors["role"] = "Unknown role."
+        if errors:
+            raise ValidationFailed(errors)
+        user = User(email=email, name=name.strip(), password_hash=_hasher.hash(password), timezone=timezone, role=role)
+        self.session.add(user)
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise Conflict("An account with this email already exists.", code="email_taken") from None
+        return user
+
+    async def authenticate(self, email: str, password: str) -> User:
+        user = await self.find_by_email(email)
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            user = None
+        if user is None:
+            raise Unauthorized("Wrong email or password.", code="invalid_credentials")
+        return user
+
+    async def find_by_email(self, email: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.email == normalize_email(email)))
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def update_profile(self, user: User, name: str, timezone: str) -> User:
+        errors = validate_profile(name, timezone)
+        if errors:
+            raise ValidationFailed(errors)
+        user.name = name.strip()
+        user.timezone = timezone
+        await self.session.commit()
+        return user
+
+
+class LoginGuard:
+    """Limits failed logins per account and per client address."""
+
+    def __init__(self, per_account: RateLimiter, per_address: RateLimiter) -> None:
+        self.per_account = per_account
+        self.per_address = per_address
+
+    async def check(self, email: str, address: str) -> None:
+        for limiter, key in (
+            (self.per_account, f"acct:{normalize_email(email)}"),
+            (self.per_address, f"addr:{address}"),
+        ):
+            if await limiter.is_blocked(f"login:{key}"):
+                raise RateLimited("Too many failed logins. Try again later.", retry_after=limiter.retry_after())
+
+    async def record_failure(self, email: str, address: str) -> None:
+        await self.per_account.record(f"login:acct:{normalize_email(email)}")
+        await self.per_address.record(f"login:addr:{address}")
+
+
+class SessionService:
+    """Issues access tokens and rotating, revocable refresh tokens.
+
+    Refresh tokens form a family per login. Presenting a token that was already rotated means it
+    leaked: the whole family is revoked (RFC 9700 §4.14.2).
+    """
+
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+
+    def access_token(self, user: User) -> str:
+        return issue_access_token(
+            user.id, self.settings.secret_key, timedelta(minutes=self.settings.access_token_minutes)
+        )
+
+    async def start(self, user: User) -> SessionTokens:
+        tokens = await self._issue(user, family=secrets.token_hex(16))
+        await self.session.commit()
+        return tokens
+
+    async def rotate(self, refresh_token: str) -> tuple[User, SessionTokens | None] | None:
+        """Exchanges a refresh token for a new pair.
+
+        Returns (user, None) when the token was rotated moments ago: that is the browser sending
+        several requests with the same expired cookie at once, not a thief, and the first
+        response already carries the new cookies.
+        """
+        row = await self.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+        )
+        now = utcnow()
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            return None
+        if row.used_at is not None:
+            if now - row.used_at <= ROTATION_GRACE:
+                user = await self.session.get(User, row.user_id)
+                return (user, None) if user else None
+            await self._revoke_family(row.family)
+            await self.session.commit()
+            return None
+        row.used_at = now
+        user = await self.session.get(User, row.user_id)
+        if user is None:
+            return None
+        tokens = await self._issue(user, family=row.family)
+        await self.session.commit()
+        return user, tokens
+
+    async def revoke(self, refresh_token: str) -> None:
+        row = await self.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+        )
+        if row is not None:
+            await self._revoke_family(row.family)
+            await self.session.commit()
+
+    async def _issue(self, user: User, family: str) -> SessionTokens:
+        refresh = new_refresh_token()
+        self.session.add(
+            RefreshToken(
+                user_id=user.id,
+                token_hash=hash_refresh_token(refresh),
+                family=family,
+                expires_at=utcnow() + timedelta(days=self.settings.refresh_token_days),
+            )
+        )
+        return SessionTokens(access_token=self.access_token(user), refresh_token=refresh)
+
+    async def _revoke_family(self, family: str) -> None:
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )

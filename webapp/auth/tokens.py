@@ -1,0 +1,66 @@
+"""Access tokens (short-lived JWTs) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from webapp.db import utcnow
+
+ALGORITHM = "HS256"
+AUDIENCE = "tidings"
+ISSUER = "tidings"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    expires_at: datetime
+    jti: str
+
+
+def issue_access_token(user_id: int, secret_key: str, lifetime: timedelta) -> str:
+    now = utcnow()
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + lifetime,
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret_key, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, secret_key: str) -> AccessClaims | None:
+    """The claims of a valid, unexpired token, or None for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret_key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "aud", "jti"]},
+        )
+        user_id = int(claims["sub"])
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+    return AccessClaims(
+        user_id=user_id,
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
+        jti=str(claims["jti"]),
+    )
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

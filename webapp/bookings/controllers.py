@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.auth.controllers import safe_next
+from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
+from webapp.bookings.services import BookingService
+from webapp.errors import DomainError, PaymentDeclined, ValidationFailed
+from webapp.events.services import EventService
+from webapp.groups.services import GroupService
+from webapp.http import DbSession, current_user, error_json, require_user
+from webapp.payments.services import PaymentService
+
+
+async def _payment_page(
+    request: Request[Any, Any, Any],
+    session: AsyncSession,
+    booking_id: FromPath[int],
+    error: str = "",
+    status: int = 200,
+) -> Template:
+    booking = await BookingService(session).get_for_booker(current_user(request), booking_id)
+    attempts = await PaymentService(session, request.app.state.payment_gateway).attempts(booking)
+    return Template(
+        "payment.html", context={"booking": booking, "attempts": attempts, "error": error}, status_code=status
+    )
+
+
+class BookingPages(Controller):
+    path = "/"
+    guards = [require_user]
+
+    @post("/events/{event_id:int}/book", status_code=HTTP_200_OK)
+    async def book(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
+    ) -> Response[Any]:
+        form = dict(await request.form())
+        user = current_user(request)
+        try:
+            group_id = int(form["group_id"]) if form.get("group_id") else None
+            seats = int(form.get("seats", "1")) if group_id is None else 0
+        except ValueError:
+            return await self._detail_with_error(
+                request, db_session, event_id, ValidationFailed({"seats": "Enter a number of seats."})
+            )
+        try:
+            booking = await BookingService(db_session).book(user, event_id, seats, group_id)
+        except DomainError as exc:
+            if exc.status_code == 404:
+                raise
+            return await self._detail_with_error(request, db_session, event_id, exc)
+        if booking.status == "pending":
+            return Redirect(f"/bookings/{booking.id}/pay")
+        return Redirect("/bookings")
+
+    async def _detail_with_error(
+        self, request: Request[Any, Any, Any], session: AsyncSession, event_id: FromPath[int], exc: DomainError
+    ) -> Template:
+        session.expire_all()
+        event = await EventService(session).get(event_id)
+        groups = await GroupService(session).list_for_member(current_user(request))
+        errors = exc.fields or {"booking": exc.message}
+        return Template(
+            "event_detail.html",
+            context={"event": event, "groups": groups, "reviews": [], "can_review": False, "errors": errors},
+            status_code=exc.status_code,
+        )
+
+    @get("/bookings")
+    async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        bookings = await BookingService(db_session).list_for_user(current_user(request))
+        return Template("bookings.html", context={"bookings": bookings})
+
+    @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
+    async def cancel(
+        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
+    ) -> Redirect:
+        form = dict(await request.form())
+        await BookingService(db_session).cancel(current_user(request), booking_id)
+        return Redirect(safe_next(str(form.get("next", "/bookings"))))
+
+    @get("/bookings/{booking_id:int}/pay")
+    async def payment_form(
+        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
+    ) -> Template:
+        return await _payment_page(request, db_session, booking_id)
+
+    @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK)
+    async def pay(
+        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
+    ) -> Response[Any]:
+        form = dict(await request.form())
+        service = PaymentService(db_session, request.app.state.payment_gateway)
+        try:
+            await service.pay(current_user(request), booking_id, str(form.get("card_number", "")))
+        except DomainError as exc:
+            if exc.status_code == 404:
+                raise
+            db_session.expire_all()
+            message = exc.fields.get("card_number", exc.message)
+            return await _payment_page(request, db_session, booking_id, message, exc.status_code)
+        return Redirect(f"/bookings?paid={booking_id}")
+
+
+class BookingApi(Controller):
+    path = "/api/v1"
+    guards = [require_user]
+
+    @post("/events/{event_id:int}/bookings", status_code=HTTP_201_CREATED)
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[BookingCreate],
+        db_session: DbSession,
+        event_id: FromPath[int],
+    ) -> dict[str, Any]:
+        booking = await BookingService(db_session).book(current_user(request), event_id, data.seats, data.group_id)
+        return booking_json(booking)
+
+    @get("/bookings")
+    async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> list[dict[str, Any]]:
+        return [booking_json(b) for b in await BookingService(db_session).list_for_user(current_user(request))]
+
+    @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK)
+    async def pay(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PaymentRequest],
+        db_session: DbSession,
+        booking_id: FromPath[int],
+    ) -> Response[Any]:
+        user = current_user(request)
+        try:
+            booking = await PaymentService(db_session, request.app.state.payment_gateway).pay(
+                user, booking_id, data.card_number
+            )
+        except PaymentDeclined as exc:
+            declined = error_json(exc.status_code, exc.code, exc.message)
+            db_session.expire_all()
+            declined.content["booking"] = booking_json(
+                await BookingService(db_session).get_for_booker(user, booking_id)
+            )
+            return declined
+        return Response(booking_json(booking))
+
+    @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
+    async def cancel(
+        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
+    ) -> dict[str, Any]:
+        return booking_json(await BookingService(db_session).cancel(current_user(request), booking_id))

@@ -1,0 +1,142 @@
+"""Bookings: seats are reserved atomically, never beyond capacity, even under concurrency."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.auth.models import User
+from webapp.bookings.models import Booking, BookingAttendee
+from webapp.db import utcnow
+from webapp.errors import Conflict, NotFound, ValidationFailed
+from webapp.events.models import Event
+from webapp.groups.models import Group
+
+MAX_SEATS_PER_BOOKING = 20
+ACTIVE_STATUSES = ("pending", "confirmed")
+
+
+class BookingService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def book(self, user: User, event_id: int, seats: int, group_id: int | None = None) -> Booking:
+        event = await self.session.get(Event, event_id)
+        if event is None:
+            raise NotFound("No such event.")
+        attendee_ids = [user.id]
+        if group_id is not None:
+            attendee_ids = await self._group_attendees(user, group_id)
+            seats = len(attendee_ids)
+        elif not 1 <= seats <= MAX_SEATS_PER_BOOKING:
+            raise ValidationFailed({"seats": f"Book between 1 and {MAX_SEATS_PER_BOOKING} seats."})
+        await self._reserve_seats(event, seats)
+        free = event.price_cents == 0
+        booking = Booking(
+            event_id=event.id,
+            user_id=user.id,
+            group_id=group_id,
+            seats=seats,
+            amount_cents=seats * event.price_cents,
+            currency=event.currency,
+            # Nothing to pay for a free event: the booking is confirmed straight away.
+            status="confirmed" if free else "pending",
+            confirmed_at=utcnow() if free else None,
+        )
+        booking.attendees = [BookingAttendee(user_id=uid) for uid in attendee_ids]
+        self.session.add(booking)
+        await self.session.commit()
+        return await self.get_for_booker(user, booking.id)
+
+    async def _reserve_seats(self, event: Event, seats: int) -> None:
+        # One conditional UPDATE: the database serialises concurrent reservations on the row,
+        # so the check and the increment cannot be interleaved.
+        now = utcnow()
+        result = await self.session.execute(
+            update(Event)
+            .where(
+                Event.id == event.id,
+                Event.status == "scheduled",
+                Event.starts_at > now,
+                Event.seats_booked + seats <= Event.capacity,
+            )
+            .values(seats_booked=Event.seats_booked + seats)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        await self.session.rollback()
+        await self.session.refresh(event)
+        if event.status != "scheduled":
+            raise Conflict("This event has been cancelled.", code="event_cancelled")
+        if event.starts_at <= now:
+            raise Conflict("This event has already started.", code="event_started")
+        raise Conflict(f"Not enough seats left: {event.seats_left} available, {seats} requested.", code="event_full")
+
+    async def _group_attendees(self, user: User, group_id: int) -> list[int]:
+        group = await self.session.get(Group, group_id)
+        if group is None or user.id not in {m.user_id for m in group.members}:
+            raise NotFound("No such group.")
+        return sorted(m.user_id for m in group.members)
+
+    async def cancel(self, user: User, booking_id: int) -> Booking:
+        """The booker or the event's organizer may cancel; to anyone else the booking does not exist."""
+        booking = await self.session.get(Booking, booking_id)
+        if booking is None or user.id not in (booking.user_id, booking.event.organizer_id):
+            raise NotFound("No such booking.")
+        if booking.status == "cancelled":
+            raise Conflict("The booking is already cancelled.", code="booking_cancelled")
+        if booking.event.starts_at <= utcnow():
+            raise Conflict("The event has started; the booking can no longer be cancelled.", code="event_started")
+        result = await self.session.execute(
+            update(Booking)
+            .where(Booking.id == booking.id, Booking.status.in_(ACTIVE_STATUSES))
+            .values(status="cancelled", cancelled_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("The booking is already cancelled.", code="booking_cancelled")
+        await self.session.execute(
+            update(Event)
+            .where(Event.id == booking.event_id)
+            .values(seats_booked=Event.seats_booked - booking.seats)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.commit()
+        await self.session.refresh(booking)
+        await self.session.refresh(booking.event)
+        return booking
+
+    async def get_for_booker(self, user: User, booking_id: int) -> Booking:
+        booking = await self.session.get(Booking, booking_id)
+        if booking is None or booking.user_id != user.id:
+            raise NotFound("No such booking.")
+        return booking
+
+    async def list_for_user(self, user: User) -> list[Booking]:
+        """Bookings the user made, and group bookings that hold a seat for them."""
+        attends = exists().where(BookingAttendee.booking_id == Booking.id, BookingAttendee.user_id == user.id)
+        statement = select(Booking).where(or_(Booking.user_id == user.id, attends)).order_by(Booking.created_at.desc())
+        return list(await self.session.scalars(statement))
+
+    async def attendees_of(self, organizer: User, event_id: int) -> list[Booking]:
+        event = await self.session.get(Event, event_id)
+        if event is None or event.organizer_id != organizer.id:
+            raise NotFound("No such event.")
+        statement = (
+            select(Booking)
+            .where(Booking.event_id == event_id, Booking.status.in_(ACTIVE_STATUSES))
+            .order_by(Booking.created_at)
+        )
+        return list(await self.session.scalars(statement))
+
+    async def has_confirmed_seat(self, user_id: int, event_id: int) -> bool:
+        statement = select(
+            exists().where(
+                Booking.event_id == event_id,
+                Booking.status == "confirmed",
+                BookingAttendee.booking_id == Booking.id,
+                BookingAttendee.user_id == user_id,
+            )
+        )
+        return bool(await self.session.scalar(statement))

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from webapp.bookings.services import BookingService
+from webapp.errors import DomainError, ValidationFailed
+from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
+from webapp.events.schemas import EventCreate, EventPatch, event_json
+from webapp.events.services import EventDetails, EventService
+from webapp.groups.services import GroupService
+from webapp.http import DbSession, current_user, require_user
+from webapp.reviews.services import ReviewService
+from webapp.timeutil import common_timezones
+
+SearchQuery = Annotated[str, QueryParameter(max_length=200)]
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in dict(await request.form()).items()}
+
+
+def _event_form(
+    form: dict[str, str], errors: dict[str, str], event_id: FromPath[int] | None = None, status: int = 200
+) -> Template:
+    return Template(
+        "event_form.html",
+        context={"form": form, "errors": errors, "event_id": event_id, "timezones": common_timezones()},
+        status_code=status,
+    )
+
+
+class EventPages(Controller):
+    path = "/"
+
+    @get("/")
+    async def index(self, db_session: DbSession, q: SearchQuery = "") -> Template:
+        events = await EventService(db_session).list_upcoming(q)
+        return Template("events.html", context={"events": events, "q": q})
+
+    @get("/events/_list")
+    async def search(self, db_session: DbSession, q: SearchQuery = "") -> Template:
+        events = await EventService(db_session).list_upcoming(q)
+        return Template("_event_list.html", context={"events": events, "q": q})
+
+    @get("/events/{event_id:int}")
+    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Template:
+        event = await EventService(db_session).get(event_id)
+        user = request.user
+        groups = await GroupService(db_session).list_for_member(user) if user else []
+        reviews = await ReviewService(db_session).list_for_event(event_id)
+        can_review = False
+        if user:
+            try:
+                await ReviewService(db_session).check_can_review(user, event)
+                can_review = True
+            except DomainError:  # any refusal just hides the link
+                can_review = False
+        return Template(
+            "event_detail.html",
+            context={"event": event, "groups": groups, "reviews": reviews, "can_review": can_review, "errors": {}},
+        )
+
+    @get("/events/new", guards=[require_user])
+    async def new(self) -> Template:
+        return _event_form({"timezone": "UTC", "currency": "EUR", "capacity": "50", "price": "0.00"}, {})
+
+    @post("/events/new", guards=[require_user], status_code=HTTP_200_OK)
+    async def create(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        form = await _form(request)
+        try:
+            event = await EventService(db_session).create(current_user(request), parse_event_form(form))
+        except ValidationFailed as exc:
+            return _event_form(form, form_errors_for(exc.fields), status=422)
+        return Redirect(f"/events/{event.id}")
+
+    @get("/events/{event_id:int}/edit", guards=[require_user])
+    async def edit(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Template:
+        event = await EventService(db_session).get_organized(current_user(request), event_id)
+        return _event_form(event_form_values(event), {}, event_id=event.id)
+
+    @post("/events/{event_id:int}/edit", guards=[require_user], status_code=HTTP_200_OK)
+    async def update(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
+    ) -> Response[Any]:
+        form = await _form(request)
+        service = EventService(db_session)
+        await service.get_organized(current_user(request), event_id)
+        try:
+            details = parse_event_form(form)
+            await service.update(current_user(request), event_id, details.__dict__)
+        except ValidationFailed as exc:
+            return _event_form(form, form_errors_for(exc.fields), event_id=event_id, status=422)
+        return Redirect(f"/organizer/events/{event_id}")
+
+    @post("/events/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Redirect:
+        await EventService(db_session).cancel(current_user(request), event_id)
+        return Redirect(f"/organizer/events/{event_id}")
+
+    @get("/organizer", guards=[require_user])
+    async def dashboard(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        events = await EventService(db_session).list_organized(current_user(request))
+        return Template("organizer.html", context={"events": events})
+
+    @get("/organizer/events/{event_id:int}", guards=[require_user])
+    async def attendees(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
+    ) -> Template:
+        user = current_user(request)
+        event = await EventService(db_session).get_organized(user, event_id)
+        bookings = await BookingService(db_session).attendees_of(user, event_id)
+        return Template("organizer_event.html", context={"event": event, "bookings": bookings})
+
+
+class EventApi(Controller):
+    path = "/api/v1/events"
+
+    @get("/")
+    async def list_events(self, db_session: DbSession, q: SearchQuery = "") -> list[dict[str, Any]]:
+        return [event_json(e) for e in await EventService(db_session).list_upcoming(q)]
+
+    @post("/", guards=[require_user], status_code=HTTP_201_CREATED)
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[EventCreate], db_session: DbSession
+    ) -> dict[str, Any]:
+        details = EventDetails(**{f: getattr(data, f) for f in data.__struct_fields__})
+        return event_json(await EventService(db_session).create(current_user(request), details))
+
+    @get("/{event_id:int}")
+    async def show(self, db_session: DbSession, event_id: FromPath[int]) -> dict[str, Any]:
+        return event_json(await EventService(db_session).get(event_id))
+
+    @patch("/{event_id:int}", guards=[require_user])
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[EventPatch],
+        db_session: DbSession,
+        event_id: FromPath[int],
+    ) -> dict[str, Any]:
+        return event_json(await EventService(db_session).update(current_user(request), event_id, data.changes()))
+
+    @post("/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
+    async def cancel(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
+    ) -> dict[str, Any]:
+        return event_json(await EventService(db_session).cancel(current_user(request), event_id))

@@ -1,0 +1,76 @@
+"""The event form: local date-times in the event's own time zone, prices in major units."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from webapp.errors import ValidationFailed
+from webapp.events.models import Event
+from webapp.events.services import EventDetails
+from webapp.timeutil import in_zone, is_valid_timezone
+
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def parse_event_form(form: dict[str, str]) -> EventDetails:
+    errors: dict[str, str] = {}
+    zone = form.get("timezone", "").strip()
+    if not is_valid_timezone(zone):
+        errors["timezone"] = "Choose an IANA time zone (e.g. Europe/Berlin)."
+        zone = "UTC"
+
+    def local(name: str) -> datetime:
+        try:
+            return datetime.strptime(form.get(name, "").strip(), LOCAL_FORMAT).replace(tzinfo=ZoneInfo(zone))
+        except ValueError:
+            errors[name] = "Enter a date and time."
+            return datetime.now(ZoneInfo(zone))
+
+    starts_at, ends_at = local("starts_at"), local("ends_at")
+    capacity = 0
+    try:
+        capacity = int(form.get("capacity", ""))
+    except ValueError:
+        errors["capacity"] = "Enter a whole number of seats."
+    price_cents = 0
+    try:
+        price = Decimal(form.get("price", "0").strip() or "0")
+        if price != price.quantize(Decimal("0.01")) or not price.is_finite():
+            raise InvalidOperation
+        price_cents = int(price * 100)
+    except (InvalidOperation, ValueError):
+        errors["price"] = "Enter a price such as 25.00."
+    if errors:
+        raise ValidationFailed(errors)
+    return EventDetails(
+        title=form.get("title", ""),
+        description=form.get("description", ""),
+        venue=form.get("venue", ""),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        timezone=zone,
+        capacity=capacity,
+        price_cents=price_cents,
+        currency=form.get("currency", "EUR"),
+    )
+
+
+def event_form_values(event: Event) -> dict[str, str]:
+    return {
+        "title": event.title,
+        "description": event.description,
+        "venue": event.venue,
+        "starts_at": in_zone(event.starts_at, event.timezone).strftime(LOCAL_FORMAT),
+        "ends_at": in_zone(event.ends_at, event.timezone).strftime(LOCAL_FORMAT),
+        "timezone": event.timezone,
+        "capacity": str(event.capacity),
+        "price": f"{event.price_cents / 100:.2f}",
+        "currency": event.currency,
+    }
+
+
+def form_errors_for(fields: dict[str, str]) -> dict[str, str]:
+    """Service errors speak of price_cents; the form's field is price."""
+    return {("price" if key == "price_cents" else key): message for key, message in fields.items()}

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from webapp.events.models import Event
+
+
+class EventCreate(msgspec.Struct):
+    title: str
+    venue: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    capacity: int
+    price_cents: int
+    currency: str
+    description: str = ""
+
+
+class EventPatch(msgspec.Struct):
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    venue: str | msgspec.UnsetType = msgspec.UNSET
+    starts_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    timezone: str | msgspec.UnsetType = msgspec.UNSET
+    capacity: int | msgspec.UnsetType = msgspec.UNSET
+    price_cents: int | msgspec.UnsetType = msgspec.UNSET
+    currency: str | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET}
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "title": event.title,
+        "description": event.description,
+        "venue": event.venue,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat(),
+        "timezone": event.timezone,
+        "capacity": event.capacity,
+        "seats_left": event.seats_left,
+        "price_cents": event.price_cents,
+        "currency": event.currency,
+        "status": event.status,
+        "version": event.version,
+        "organizer": {"id": event.organizer.id, "name": event.organizer.name},
+    }

@@ -1,0 +1,164 @@
+"""Events: creation, edits (each bumps the version), cancellation, listing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.auth.models import User
+from webapp.db import utcnow
+from webapp.errors import Conflict, NotFound, ValidationFailed
+from webapp.events.models import Event
+from webapp.timeutil import is_valid_timezone
+
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+MAX_CAPACITY = 100_000
+MAX_PRICE_CENTS = 100_000_000
+
+
+@dataclass(frozen=True)
+class EventDetails:
+    title: str
+    description: str
+    venue: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    capacity: int
+    price_cents: int
+    currency: str
+
+    @classmethod
+    def of(cls, event: Event) -> EventDetails:
+        return cls(**{f.name: getattr(event, f.name) for f in fields(cls)})
+
+
+def validate_details(details: EventDetails, *, now: datetime, seats_booked: int = 0) -> None:
+    errors: dict[str, str] = {}
+    if not details.title.strip():
+        errors["title"] = "Enter a title."
+    elif len(details.title) > 200:
+        errors["title"] = "Use at most 200 characters."
+    if not details.venue.strip():
+        errors["venue"] = "Enter a venue."
+    elif len(details.venue) > 200:
+        errors["venue"] = "Use at most 200 characters."
+    if len(details.description) > 5000:
+        errors["description"] = "Use at most 5000 characters."
+    if details.starts_at.tzinfo is None:
+        errors["starts_at"] = "Give the time with its UTC offset."
+    elif details.starts_at <= now:
+        errors["starts_at"] = "The event must start in the future."
+    if details.ends_at.tzinfo is None:
+        errors["ends_at"] = "Give the time with its UTC offset."
+    elif details.starts_at.tzinfo is not None and details.ends_at <= details.starts_at:
+        errors["ends_at"] = "The event must end after it starts."
+    if not is_valid_timezone(details.timezone):
+        errors["timezone"] = "Choose an IANA time zone (e.g. Europe/Berlin)."
+    if not 1 <= details.capacity <= MAX_CAPACITY:
+        errors["capacity"] = f"Capacity must be between 1 and {MAX_CAPACITY}."
+    elif details.capacity < seats_booked:
+        errors["capacity"] = f"{seats_booked} seats are already booked; capacity cannot be lower."
+    if not 0 <= details.price_cents <= MAX_PRICE_CENTS:
+        errors["price_cents"] = "Price must be zero or more."
+    if not CURRENCY_PATTERN.match(details.currency):
+        errors["currency"] = "Use a three-letter currency code such as EUR."
+    if errors:
+        raise ValidationFailed(errors)
+
+
+class EventService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create(self, organizer: User, details: EventDetails) -> Event:
+        details = _normalized(details)
+        validate_details(details, now=utcnow())
+        event = Event(organizer_id=organizer.id, **details.__dict__)
+        self.session.add(event)
+        await self.session.commit()
+        await self.session.refresh(event, ["organizer"])
+        return event
+
+    async def update(self, organizer: User, event_id: int, changes: dict[str, object]) -> Event:
+        event = await self.get_organized(organizer, event_id)
+        if event.status == "cancelled":
+            raise Conflict("A cancelled event cannot be edited.", code="event_cancelled")
+        now = utcnow()
+        if event.starts_at <= now:
+            raise Conflict("An event that has started cannot be edited.", code="event_started")
+        current = EventDetails.of(event)
+        proposed = _normalized(replace(current, **changes))  # type: ignore[arg-type]
+        if proposed == current:
+            return event
+        validate_details(proposed, now=now, seats_booked=event.seats_booked)
+        for name, value in proposed.__dict__.items():
+            setattr(event, name, value)
+        event.version += 1
+        event.updated_at = now
+        await self.session.commit()
+        return event
+
+    async def cancel(self, organizer: User, event_id: int) -> Event:
+        event = await self.get_organized(organizer, event_id)
+        if event.status == "cancelled":
+            raise Conflict("The event is already cancelled.", code="event_cancelled")
+        event.status = "cancelled"
+        event.cancelled_at = utcnow()
+        event.version += 1
+        await self.session.commit()
+        return event
+
+    async def get(self, event_id: int) -> Event:
+        event = await self.session.get(Event, event_id)
+        if event is None:
+            raise NotFound("No such event.")
+        return event
+
+    async def get_organized(self, organizer: User, event_id: int) -> Event:
+        """The event if this user organizes it; anyone else's is reported as missing."""
+        event = await self.session.get(Event, event_id)
+        if event is None or event.organizer_id != organizer.id:
+            raise NotFound("No such event.")
+        return event
+
+    async def list_upcoming(self, query: str = "", limit: int = 100) -> list[Event]:
+        statement = (
+            select(Event)
+            .where(Event.status == "scheduled", Event.starts_at > utcnow())
+            .order_by(Event.starts_at)
+            .limit(limit)
+        )
+        if query.strip():
+            pattern = f"%{_escape_like(query.strip().lower())}%"
+            statement = statement.where(
+                or_(
+                    Event.title.ilike(pattern, escape="\\"),
+                    Event.description.ilike(pattern, escape="\\"),
+                    Event.venue.ilike(pattern, escape="\\"),
+                )
+            )
+        return list(await self.session.scalars(statement))
+
+    async def list_organized(self, organizer: User) -> list[Event]:
+        statement = select(Event).where(Event.organizer_id == organizer.id).order_by(Event.starts_at.desc())
+        return list(await self.session.scalars(statement))
+
+
+def _normalized(details: EventDetails) -> EventDetails:
+    return replace(
+        details,
+        title=details.title.strip(),
+        venue=details.venue.strip(),
+        description=details.description.strip(),
+        currency=details.currency.strip().upper(),
+        timezone=details.timezone.strip(),
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.errors import DomainError
+from webapp.groups.schemas import GroupCreate, InvitationCreate, group_json, invitation_json
+from webapp.groups.services import GroupService
+from webapp.http import DbSession, current_user, require_user
+
+
+class GroupPages(Controller):
+    path = "/"
+    guards = [require_user]
+
+    @get("/groups")
+    async def index(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        return await self._index(request, db_session)
+
+    async def _index(
+        self,
+        request: Request[Any, Any, Any],
+        session: AsyncSession,
+        errors: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Template:
+        service = GroupService(session)
+        user = current_user(request)
+        return Template(
+            "groups.html",
+            context={
+                "groups": await service.list_for_member(user),
+                "invitations": await service.pending_invitations(user),
+                "errors": errors or {},
+                "form": form or {},
+            },
+            status_code=status,
+        )
+
+    @post("/groups", status_code=HTTP_200_OK)
+    async def create(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        name = str(dict(await request.form()).get("name", ""))
+        try:
+            group = await GroupService(db_session).create(current_user(request), name)
+        except DomainError as exc:
+            return await self._index(
+                request, db_session, exc.fields or {"name": exc.message}, {"name": name}, exc.status_code
+            )
+        return Redirect(f"/groups/{group.id}")
+
+    @get("/groups/{group_id:int}")
+    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: FromPath[int]) -> Template:
+        return await self._detail(request, db_session, group_id)
+
+    async def _detail(
+        self,
+        request: Request[Any, Any, Any],
+        session: AsyncSession,
+        group_id: FromPath[int],
+        errors: dict[str, str] | None = None,
+        notice: str = "",
+        status: int = 200,
+    ) -> Template:
+        service = GroupService(session)
+        group = await service.get_for_member(current_user(request), group_id)
+        return Template(
+            "group_detail.html",
+            context={
+                "group": group,
+                "invitations": await service.sent_invitations(group),
+                "errors": errors or {},
+                "notice": notice,
+            },
+            status_code=status,
+        )
+
+    @post("/groups/{group_id:int}/invite", status_code=HTTP_200_OK)
+    async def invite(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: FromPath[int]) -> Template:
+        email = str(dict(await request.form()).get("email", ""))
+        try:
+            invitation = await GroupService(db_session).invite(current_user(request), group_id, email)
+        except DomainError as exc:
+            if exc.status_code == 404:
+                raise
+            db_session.expire_all()
+            return await self._detail(
+                request, db_session, group_id, exc.fields or {"email": exc.message}, status=exc.status_code
+            )
+        return await self._detail(
+            request, db_session, group_id, notice=f"Invitation sent to {invitation.invitee.name}."
+        )
+
+    @post("/invitations/{invitation_id:int}/{answer:str}", status_code=HTTP_200_OK)
+    async def answer(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        invitation_id: FromPath[int],
+        answer: FromPath[str],
+    ) -> Response[Any]:
+        service = GroupService(db_session)
+        user = current_user(request)
+        if answer == "accept":
+            invitation = await service.accept(user, invitation_id)
+        elif answer == "decline":
+            invitation = await service.decline(user, invitation_id)
+        else:
+            raise NotFoundException("No such action.")
+        if request.headers.get("hx-request"):
+            return Template("_invitation.html", context={"invitation": invitation})
+        return Redirect(f"/groups/{invitation.group_id}" if invitation.status == "accepted" else "/groups")
+
+
+class GroupApi(Controller):
+    path = "/api/v1"
+    guards = [require_user]
+
+    @post("/groups", status_code=HTTP_201_CREATED)
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[GroupCreate], db_session: DbSession
+    ) -> dict[str, Any]:
+        return group_json(await GroupService(db_session).create(current_user(request), data.name))
+
+    @post("/groups/{group_id:int}/invitations", status_code=HTTP_201_CREATED)
+    async def invite(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[InvitationCreate],
+        db_session: DbSession,
+        group_id: FromPath[int],
+    ) -> dict[str, Any]:
+        return invitation_json(await GroupService(db_session).invite(current_user(request), group_id, data.email))
+
+    @post("/invitations/{invitation_id:int}/accept", status_code=HTTP_200_OK)
+    async def accept(
+        self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: FromPath[int]
+    ) -> dict[str, Any]:
+        return invitation_json(await GroupService(db_session).accept(current_user(request), invitation_id))
+
+    @post("/invitations/{invitation_id:int}/decline", status_code=HTTP_200_OK)
+    async def decline(
+        self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: FromPath[int]
+    ) -> dict[str, Any]:
+        return invitation_json(await GroupService(db_session).decline(current_user(request), invitation_id))

@@ -1,0 +1,68 @@
+"""Fixed-window counters for abuse limits: in memory for one process, Redis when shared."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+class Counter(Protocol):
+    async def hit(self, key: str, window_seconds: int) -> int: ...
+    async def peek(self, key: str, window_seconds: int) -> int: ...
+
+
+class MemoryCounter:
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    def _window(self, window_seconds: int) -> int:
+        return int(time.time() // window_seconds)
+
+    async def hit(self, key: str, window_seconds: int) -> int:
+        window = self._window(window_seconds)
+        start, count = self._windows.get(key, (window, 0))
+        count = count + 1 if start == window else 1
+        self._windows[key] = (window, count)
+        return count
+
+    async def peek(self, key: str, window_seconds: int) -> int:
+        start, count = self._windows.get(key, (-1, 0))
+        return count if start == self._window(window_seconds) else 0
+
+
+class RedisCounter:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    def _key(self, key: str, window_seconds: int) -> str:
+        return f"tidings:rl:{key}:{int(time.time() // window_seconds)}"
+
+    async def hit(self, key: str, window_seconds: int) -> int:
+        redis_key = self._key(key, window_seconds)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, window_seconds)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def peek(self, key: str, window_seconds: int) -> int:
+        value = await self._redis.get(self._key(key, window_seconds))
+        return int(value or 0)
+
+
+class RateLimiter:
+    def __init__(self, counter: Counter, limit: int, window_seconds: int) -> None:
+        self.counter = counter
+        self.limit = limit
+        self.window_seconds = window_seconds
+
+    async def is_blocked(self, key: str) -> bool:
+        return await self.counter.peek(key, self.window_seconds) >= self.limit
+
+    async def record(self, key: str) -> None:
+        await self.counter.hit(key, self.window_seconds)
+
+    def retry_after(self) -> int:
+        return self.window_seconds - int(time.time()) % self.window_seconds

@@ -1,0 +1,43 @@
+"""The one Jinja environment (autoescaping) used by pages, fragments and jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from jinja2 import Environment
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
+
+from webapp.timeutil import format_in_zone
+
+HTMX_VERSION = "4.0.1"
+
+
+def money(cents: int, currency: str) -> str:
+    if cents == 0:
+        return "Free"
+    return f"{cents / 100:,.2f} {currency}"
+
+
+def local_time(moment: datetime | None, zone: str) -> str:
+    return format_in_zone(moment, zone) if moment else ""
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else ""
+
+
+def configure_environment(env: Environment) -> None:
+    env.filters["money"] = money
+    env.filters["local_time"] = local_time
+    env.filters["iso"] = iso
+    env.globals["htmx_version"] = HTMX_VERSION
+
+
+def template_config(directory: Path) -> TemplateConfig:
+    return TemplateConfig(
+        directory=directory,
+        engine=JinjaTemplateEngine,
+        engine_callback=lambda engine: configure_environment(engine.engine),
+    )

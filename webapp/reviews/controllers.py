@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from webapp.errors import ValidationFailed
+from webapp.events.services import EventService
+from webapp.http import DbSession, current_user, require_user
+from webapp.reviews.models import Review
+from webapp.reviews.services import ReviewService
+
+
+class ReviewCreate(msgspec.Struct):
+    rating: int
+    comment: str = ""
+
+
+def review_json(review: Review) -> dict[str, Any]:
+    return {
+        "id": review.id,
+        "event_id": review.event_id,
+        "user": {"id": review.user.id, "name": review.user.name},
+        "rating": review.rating,
+        "comment": review.comment,
+        "created_at": review.created_at.isoformat(),
+    }
+
+
+class ReviewPages(Controller):
+    path = "/events/{event_id:int}/review"
+    guards = [require_user]
+
+    @get("/")
+    async def form(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Template:
+        event = await EventService(db_session).get(event_id)
+        await ReviewService(db_session).check_can_review(current_user(request), event)
+        return Template("review_form.html", context={"event": event, "form": {}, "errors": {}})
+
+    @post("/", status_code=HTTP_200_OK)
+    async def create(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
+    ) -> Response[Any]:
+        form = {k: str(v) for k, v in dict(await request.form()).items()}
+        try:
+            rating = int(form.get("rating", ""))
+        except ValueError:
+            rating = 0
+        try:
+            await ReviewService(db_session).create(current_user(request), event_id, rating, form.get("comment", ""))
+        except ValidationFailed as exc:
+            event = await EventService(db_session).get(event_id)
+            return Template(
+                "review_form.html", context={"event": event, "form": form, "errors": exc.fields}, status_code=422
+            )
+        return Redirect(f"/events/{event_id}?reviewed=1")
+
+
+class ReviewApi(Controller):
+    path = "/api/v1/events/{event_id:int}/reviews"
+    guards = [require_user]
+
+    @post("/", status_code=HTTP_201_CREATED)
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ReviewCreate],
+        db_session: DbSession,
+        event_id: FromPath[int],
+    ) -> dict[str, Any]:
+        return review_json(
+            await ReviewService(db_session).create(current_user(request), event_id, data.rating, data.comment)
+        )

@@ -1,0 +1,89 @@
+"""Settings, read once from the environment (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SettingsError(RuntimeError):
+    """The environment describes a configuration Tidings refuses to run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    allowed_origins: tuple[str, ...]
+    host: str
+    port: int
+    log_level: str
+    access_token_minutes: int = 15
+    refresh_token_days: int = 14
+    login_attempts_per_window: int = 5
+    login_window_seconds: int = 300
+    templates_dir: Path = field(default=PROJECT_ROOT / "templates")
+    static_dir: Path = field(default=PROJECT_ROOT / "static")
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _development_secret_key() -> str:
+    """Development keeps one generated key under var/ so sessions survive restarts."""
+    VAR_DIR.mkdir(exist_ok=True)
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    mode = env.get("TIDINGS_ENV", "development").strip().lower()
+    if mode not in {"development", "production"}:
+        raise SettingsError("TIDINGS_ENV must be 'development' or 'production'")
+    secret_key = env.get("SECRET_KEY", "")
+    if mode == "production":
+        if len(secret_key) < MIN_SECRET_KEY_LENGTH or len(set(secret_key)) < 10:
+            raise SettingsError(
+                f"SECRET_KEY must be set to a random value of at least {MIN_SECRET_KEY_LENGTH} characters"
+            )
+    elif not secret_key:
+        secret_key = _development_secret_key()
+    port = env.get("PORT", "8000")
+    if not port.isdigit():
+        raise SettingsError("PORT must be a number")
+    host = env.get("HOST", "127.0.0.1")
+    default_origins = f"http://127.0.0.1:{port},http://localhost:{port}"
+    origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", default_origins).split(",") if o.strip())
+    return Settings(
+        env=mode,
+        database_url=env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{VAR_DIR / 'tidings.db'}",
+        redis_url=env.get("REDIS_URL") or None,
+        secret_key=secret_key,
+        allowed_origins=origins,
+        host=host,
+        port=int(port),
+        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
