@@ -108,7 +108,9 @@ class BookingService:
         return booking
 
     async def get_for_booker(self, user: User, booking_id: int) -> Booking:
-        booking = await self.session.get(Booking, booking_id)
+        # populate_existing: a booking created in this session must come back with its
+        # relationships loaded, not as the half-filled object that was added.
+        booking = await self.session.get(Booking, booking_id, populate_existing=True)
         if booking is None or booking.user_id != user.id:
             raise NotFound("No such booking.")
         return booking

@@ -28,7 +28,7 @@ class GroupService:
         return await self.get_for_member(owner, group.id)
 
     async def get_for_member(self, user: User, group_id: int) -> Group:
-        group = await self.session.get(Group, group_id)
+        group = await self.session.get(Group, group_id, populate_existing=True)
         if group is None or user.id not in {m.user_id for m in group.members}:
             raise NotFound("No such group.")
         return group
