@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -23,8 +24,14 @@ from webapp.db import create_engine, create_sessionmaker
 from webapp.events.controllers import EventApi, EventPages
 from webapp.groups.controllers import GroupApi, GroupPages
 from webapp.http import EXCEPTION_HANDLERS, provide_db_session, provide_settings
+from webapp.notifications.controllers import NotificationApi, NotificationPages
+from webapp.notifications.services import NotificationService
 from webapp.payments.gateway import TestPaymentGateway
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
+from webapp.realtime.cable import cable
+from webapp.realtime.doorbell import Doorbell, LocalDoorbell, RedisDoorbell, set_doorbell
+from webapp.realtime.sse import api_stream, page_stream
+from webapp.realtime.stream import StreamConfig
 from webapp.rendering import template_config
 from webapp.reviews.controllers import ReviewApi, ReviewPages
 from webapp.settings import Settings, get_settings
@@ -37,9 +44,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
+    """Pages show the bell with the unread count and the seq they were rendered at."""
+    path = request.url.path
+    user = request.scope.get("user")  # unset on paths no route matched
+    if user is None or path.startswith(("/api/", "/static/")) or path.endswith("/stream"):
+        return
+    async with request.app.state.sessionmaker() as session:
+        request.state.inbox = await NotificationService(session).state(user.id)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -55,9 +73,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
             per_account=RateLimiter(counter, settings.login_attempts_per_window, settings.login_window_seconds),
             per_address=RateLimiter(counter, LOGIN_FAILURES_PER_ADDRESS, settings.login_window_seconds),
         )
+        app.state.announcement_limiter = RateLimiter(counter, settings.announcements_per_hour, 3600)
+        app.state.stream_config = StreamConfig(
+            heartbeat_seconds=settings.stream_heartbeat_seconds,
+            max_lifetime_seconds=settings.stream_max_lifetime_seconds,
+            replay_limit=settings.stream_replay_limit,
+            queue_size=settings.stream_queue_size,
+            max_connections_per_user=settings.stream_max_connections_per_user,
+        )
+        doorbell: Doorbell = RedisDoorbell(settings.redis_url) if settings.redis_url else LocalDoorbell()
+        app.state.doorbell = doorbell
+        set_doorbell(doorbell)
+        await doorbell.start()
         try:
             yield
         finally:
+            await doorbell.stop()
+            set_doorbell(None)
             if redis:
                 await redis.aclose()
             await engine.dispose()
@@ -82,6 +114,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             GroupApi,
             ReviewPages,
             ReviewApi,
+            NotificationPages,
+            NotificationApi,
+            page_stream,
+            api_stream,
+            cable,
             create_static_files_router(path="/static", directories=[settings.static_dir], include_in_schema=False),
         ],
         dependencies={
@@ -90,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         middleware=[SessionAuthMiddleware(), DefineMiddleware(SessionCSRFMiddleware, config=csrf)],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=load_inbox_state,
         template_config=template_config(settings.templates_dir),
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

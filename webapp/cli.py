@@ -27,6 +27,8 @@ def upgrade_database(database_url: str | None = None) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from webapp.logs import uvicorn_log_config
+
     settings = get_settings()
     uvicorn.run(
         "webapp.app:app_from_env",
@@ -34,6 +36,7 @@ def serve(args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level),
         proxy_headers=True,
         timeout_graceful_shutdown=5,
     )

@@ -94,5 +94,6 @@ def import_all_models() -> None:
     from webapp.bookings import models as _bookings  # noqa: F401
     from webapp.events import models as _events  # noqa: F401
     from webapp.groups import models as _groups  # noqa: F401
+    from webapp.notifications import models as _notifications  # noqa: F401
     from webapp.payments import models as _payments  # noqa: F401
     from webapp.reviews import models as _reviews  # noqa: F401

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -31,6 +32,12 @@ class Settings:
     refresh_token_days: int = 14
     login_attempts_per_window: int = 5
     login_window_seconds: int = 300
+    stream_heartbeat_seconds: float = 15.0
+    stream_max_lifetime_seconds: float = 3600.0
+    stream_replay_limit: int = 500
+    stream_max_connections_per_user: int = 10
+    stream_queue_size: int = 256
+    announcements_per_hour: int = 10
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -66,6 +73,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             )
     elif not secret_key:
         secret_key = _development_secret_key()
+
+    def number(name: str, default: float, kind: type = int) -> Any:
+        raw = env.get(name, "")
+        try:
+            value = kind(raw) if raw else default
+        except ValueError:
+            raise SettingsError(f"{name} must be a number") from None
+        if value <= 0:
+            raise SettingsError(f"{name} must be positive")
+        return value
+
     port = env.get("PORT", "8000")
     if not port.isdigit():
         raise SettingsError("PORT must be a number")
@@ -81,6 +99,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         host=host,
         port=int(port),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        stream_heartbeat_seconds=number("STREAM_HEARTBEAT_SECONDS", 15.0, float),
+        stream_max_lifetime_seconds=number("STREAM_MAX_LIFETIME_SECONDS", 3600.0, float),
+        stream_replay_limit=number("STREAM_REPLAY_LIMIT", 500),
+        stream_max_connections_per_user=number("STREAM_MAX_CONNECTIONS_PER_USER", 10),
+        stream_queue_size=number("STREAM_QUEUE_SIZE", 256),
+        announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
     )
 
 

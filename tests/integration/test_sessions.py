@@ -46,7 +46,9 @@ async def test_an_api_post_riding_on_session_cookies_needs_the_csrf_header(clien
     payload = {"name": "Cookie group"}
     refused = await client.post("/api/v1/groups", json=payload)
     assert refused.status_code == 403
-    accepted = await client.post("/api/v1/groups", json=payload, headers={"x-csrftoken": client.cookies["tidings_csrf"]})
+    accepted = await client.post(
+        "/api/v1/groups", json=payload, headers={"x-csrftoken": client.cookies["tidings_csrf"]}
+    )
     assert accepted.status_code == 201
 
 
@@ -58,9 +60,13 @@ async def test_anonymous_pages_redirect_to_login_and_back(client):
     assert htmx.headers["hx-redirect"].startswith("/login?next=")
     await register_in_browser(client, "back@example.com")
     await client.post("/logout", data={"_csrf_token": client.cookies["tidings_csrf"]})
-    login = await post_form(client, "/login", {"email": "back@example.com", "password": DEFAULT_PASSWORD, "next": "/bookings"})
+    login = await post_form(
+        client, "/login", {"email": "back@example.com", "password": DEFAULT_PASSWORD, "next": "/bookings"}
+    )
     assert login.headers["location"] == "/bookings"
-    offsite = await post_form(client, "/login", {"email": "back@example.com", "password": DEFAULT_PASSWORD, "next": "//evil.example/"})
+    offsite = await post_form(
+        client, "/login", {"email": "back@example.com", "password": DEFAULT_PASSWORD, "next": "//evil.example/"}
+    )
     assert offsite.headers["location"] == "/"
 
 
@@ -92,7 +98,9 @@ async def test_replaying_a_rotated_refresh_token_revokes_the_whole_session(clien
     client.cookies.delete("tidings_access")
     assert (await client.get("/profile")).status_code == 200  # legitimate rotation
     # Long after the rotation, someone presents the old token.
-    await session.execute(update(RefreshToken).values(used_at=utcnow() - timedelta(minutes=5)).where(RefreshToken.used_at.is_not(None)))
+    await session.execute(
+        update(RefreshToken).values(used_at=utcnow() - timedelta(minutes=5)).where(RefreshToken.used_at.is_not(None))
+    )
     await session.commit()
     client.cookies.clear()
     client.cookies.set("tidings_refresh", stolen)

@@ -7,7 +7,14 @@ from webapp.payments.gateway import TestPaymentGateway, is_plausible_card_number
 
 @pytest.mark.parametrize(
     ("card", "expected"),
-    [("4242 4242 4242 4242", True), ("4000-0000-0000-0002", True), ("4242424242424241", False), ("1234", False), ("abcd", False), ("", False)],
+    [
+        ("4242 4242 4242 4242", True),
+        ("4000-0000-0000-0002", True),
+        ("4242424242424241", False),
+        ("1234", False),
+        ("abcd", False),
+        ("", False),
+    ],
 )
 def test_card_numbers_are_checked_for_shape_and_luhn(card, expected):
     assert is_plausible_card_number(card) is expected

@@ -16,19 +16,28 @@ def test_a_fresh_token_decodes_to_its_user():
 
 def test_expired_forged_and_malformed_tokens_are_refused():
     assert decode_access_token(issue_access_token(1, KEY, timedelta(seconds=-1)), KEY) is None
-    assert decode_access_token(issue_access_token(1, "another-key-entirely-0123456789abcdef", timedelta(minutes=5)), KEY) is None
+    assert (
+        decode_access_token(issue_access_token(1, "another-key-entirely-0123456789abcdef", timedelta(minutes=5)), KEY)
+        is None
+    )
     assert decode_access_token("not.a.token", KEY) is None
     assert decode_access_token("", KEY) is None
 
 
 def test_tokens_without_required_claims_or_with_another_algorithm_are_refused():
-    no_jti = jwt.encode({"sub": "1", "exp": 9999999999, "iat": 0, "aud": "tidings", "iss": "tidings"}, KEY, algorithm=ALGORITHM)
+    no_jti = jwt.encode(
+        {"sub": "1", "exp": 9999999999, "iat": 0, "aud": "tidings", "iss": "tidings"}, KEY, algorithm=ALGORITHM
+    )
     assert decode_access_token(no_jti, KEY) is None
     unsigned = jwt.encode(
-        {"sub": "1", "exp": 9999999999, "iat": 0, "aud": "tidings", "iss": "tidings", "jti": "x"}, None, algorithm="none"
+        {"sub": "1", "exp": 9999999999, "iat": 0, "aud": "tidings", "iss": "tidings", "jti": "x"},
+        None,
+        algorithm="none",
     )
     assert decode_access_token(unsigned, KEY) is None
     wrong_audience = jwt.encode(
-        {"sub": "1", "exp": 9999999999, "iat": 0, "aud": "elsewhere", "iss": "tidings", "jti": "x"}, KEY, algorithm=ALGORITHM
+        {"sub": "1", "exp": 9999999999, "iat": 0, "aud": "elsewhere", "iss": "tidings", "jti": "x"},
+        KEY,
+        algorithm=ALGORITHM,
     )
     assert decode_access_token(wrong_audience, KEY) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.datastructures.headers import Headers
@@ -64,22 +65,35 @@ class SessionAuthMiddleware(ASGIMiddleware):
             if claims:
                 user = await self._load_user(state, claims.user_id)
                 info = AuthInfo(via="bearer", expires_at=claims.expires_at)
+        elif scope["type"] == ScopeType.WEBSOCKET and (query_token := _query_token(scope)):
+            # ActionCable-style clients authenticate the handshake with ?token=<jwt>; the query
+            # string never reaches a log (see webapp.logging).
+            claims = decode_access_token(query_token, settings.secret_key)
+            if claims:
+                user = await self._load_user(state, claims.user_id)
+                info = AuthInfo(via="query", expires_at=claims.expires_at)
         else:
             claims = decode_access_token(cookies.get(ACCESS_COOKIE, ""), settings.secret_key)
             if claims:
                 user = await self._load_user(state, claims.user_id)
                 info = AuthInfo(via="cookie", expires_at=claims.expires_at)
             refresh = cookies.get(REFRESH_COOKIE)
-            if user is None and refresh and scope["type"] == ScopeType.HTTP:
+            if user is None and refresh:
                 async with state.sessionmaker() as session:
-                    rotated = await SessionService(session, settings).rotate(refresh)
-                if rotated:
-                    user, tokens = rotated
-                    if tokens is not None:
-                        set_cookies = session_cookies(settings, tokens)
-                    info = AuthInfo(via="cookie")
-                else:
-                    set_cookies = session_cookies(settings, None)
+                    sessions = SessionService(session, settings)
+                    if scope["type"] == ScopeType.WEBSOCKET:
+                        # A handshake cannot set cookies: a valid refresh token admits it unrotated.
+                        user = await sessions.holder_of(refresh)
+                        info = AuthInfo(via="cookie", expires_at=sessions.access_expiry())
+                    else:
+                        rotated = await sessions.rotate(refresh)
+                        if rotated:
+                            user, tokens = rotated
+                            if tokens is not None:
+                                set_cookies = session_cookies(settings, tokens)
+                            info = AuthInfo(via="cookie", expires_at=sessions.access_expiry())
+                        else:
+                            set_cookies = session_cookies(settings, None)
 
         scope["user"] = user
         scope["auth"] = info
@@ -91,6 +105,11 @@ class SessionAuthMiddleware(ASGIMiddleware):
     async def _load_user(state: Any, user_id: int) -> User | None:
         async with state.sessionmaker() as session:
             return await session.get(User, user_id)
+
+
+def _query_token(scope: Scope) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[0] if values else None
 
 
 def _adding_cookies(send: Send, cookies: list[Cookie]) -> Send:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -172,6 +172,19 @@ class SessionService:
         tokens = await self._issue(user, family=row.family)
         await self.session.commit()
         return user, tokens
+
+    async def holder_of(self, refresh_token: str) -> User | None:
+        """The user a live, unused refresh token belongs to, without rotating it."""
+        row = await self.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+        )
+        if row is None or row.revoked_at is not None or row.used_at is not None or row.expires_at <= utcnow():
+            return None
+        return await self.session.get(User, row.user_id)
+
+    def access_expiry(self) -> datetime:
+        """When an access token issued now expires."""
+        return utcnow() + timedelta(minutes=self.settings.access_token_minutes)
 
     async def revoke(self, refresh_token: str) -> None:
         row = await self.session.scalar(

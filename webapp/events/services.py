@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,12 +152,19 @@ class EventService:
 def _normalized(details: EventDetails) -> EventDetails:
     return replace(
         details,
+        starts_at=_utc(details.starts_at),
+        ends_at=_utc(details.ends_at),
         title=details.title.strip(),
         venue=details.venue.strip(),
-        description=details.description.strip(),
+        description=details.description.replace("\r\n", "\n").strip(),  # browsers send CRLF
         currency=details.currency.strip().upper(),
         timezone=details.timezone.strip(),
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware times become UTC (what is stored); naive ones stay naive for validation to refuse."""
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment
 
 
 def _escape_like(text: str) -> str:

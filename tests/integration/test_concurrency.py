@@ -1,0 +1,206 @@
+"""Races against a real server process: simultaneous bookings never sell more seats than exist."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+
+from tests.api import bearer, book, create_event, event_payload, pay, register
+from tests.conftest import TEST_SECRET
+from tests.services import LiveServer, free_port
+from webapp.bookings.models import Booking
+from webapp.events.models import Event
+from webapp.payments.gateway import ChargeResult, TestPaymentGateway
+from webapp.payments.models import Payment
+
+CAPACITY = 25
+RACERS = 20
+GOOD_CARD = "4242 4242 4242 4242"
+
+
+@pytest.fixture(scope="module")
+def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    log_path = tmp_path_factory.mktemp("live") / "server.log"
+    server = LiveServer(env={"DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRET}, log_path=log_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert "Traceback" not in log_path.read_text(errors="replace"), log_path.read_text(errors="replace")[-4000:]
+
+
+async def ok_json(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def event_with_seats_left(http: httpx.AsyncClient, organizer: str, booker: str, seats_left: int) -> int:
+    """An event of CAPACITY seats of which all but `seats_left` are booked and paid for by one user,
+    in bookings of at most 20 seats."""
+    event = await ok_json(
+        await http.post(
+            "/api/v1/events", json=event_payload(capacity=CAPACITY, price_cents=1000), headers=bearer(organizer)
+        ),
+        201,
+    )
+    to_take = CAPACITY - seats_left
+    while to_take:
+        batch = min(20, to_take)
+        booking = await ok_json(
+            await http.post(f"/api/v1/events/{event['id']}/bookings", json={"seats": batch}, headers=bearer(booker)),
+            201,
+        )
+        paid = await http.post(
+            f"/api/v1/bookings/{booking['id']}/pay", json={"card_number": GOOD_CARD}, headers=bearer(booker)
+        )
+        assert (await ok_json(paid, 200))["status"] == "confirmed"
+        to_take -= batch
+    current = await ok_json(await http.get(f"/api/v1/events/{event['id']}"), 200)
+    assert current["seats_left"] == seats_left
+    return int(event["id"])
+
+
+@pytest.mark.parametrize(
+    ("seats_each", "seats_left"),
+    [(1, 5), (2, 3)],
+    ids=["20-racers-1-seat-each-for-5-seats", "20-racers-2-seats-each-for-3-seats"],
+)
+async def test_simultaneous_bookings_for_the_last_seats_never_overbook(
+    client, session, live_server, seats_left, seats_each
+):
+    # Accounts are made in-process (same database, same signing key): the race is what runs live.
+    _, organizer = await register(client)
+    _, booker = await register(client)
+    racers = [await register(client) for _ in range(RACERS)]
+    expected_winners = seats_left // seats_each
+
+    async with httpx.AsyncClient(
+        base_url=live_server.url, timeout=60, limits=httpx.Limits(max_connections=RACERS + 5)
+    ) as http:
+        event_id = await event_with_seats_left(http, organizer, booker, seats_left)
+
+        start = asyncio.Event()
+
+        async def race(token: str) -> httpx.Response:
+            await start.wait()
+            return await http.post(
+                f"/api/v1/events/{event_id}/bookings", json={"seats": seats_each}, headers=bearer(token)
+            )
+
+        attempts = [asyncio.create_task(race(token)) for _, token in racers]
+        await asyncio.sleep(0)  # every task is waiting at the start line
+        start.set()
+        responses = await asyncio.gather(*attempts)
+
+        statuses = Counter(r.status_code for r in responses)
+        assert statuses == {201: expected_winners, 409: RACERS - expected_winners}, [r.text for r in responses]
+        assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {"event_full"}
+        winners = [(token, r.json()) for (_, token), r in zip(racers, responses, strict=True) if r.status_code == 201]
+        assert all(b["status"] == "pending" and b["seats"] == seats_each for _, b in winners)
+
+        payments = await asyncio.gather(
+            *(
+                http.post(f"/api/v1/bookings/{b['id']}/pay", json={"card_number": GOOD_CARD}, headers=bearer(token))
+                for token, b in winners
+            )
+        )
+        assert [p.status_code for p in payments] == [200] * expected_winners, [p.text for p in payments]
+        assert all(p.json()["status"] == "confirmed" for p in payments)
+
+        event = await ok_json(await http.get(f"/api/v1/events/{event_id}"), 200)
+        assert event["seats_left"] == seats_left - expected_winners * seats_each
+        assert event["seats_left"] >= 0
+
+        # Whatever the race left over is still bookable, and not one seat more.
+        late = await http.post(
+            f"/api/v1/events/{event_id}/bookings", json={"seats": event["seats_left"] + 1}, headers=bearer(booker)
+        )
+        assert late.status_code == 409, late.text
+        assert late.json()["error"]["code"] == "event_full"
+        if event["seats_left"]:
+            rest = await http.post(
+                f"/api/v1/events/{event_id}/bookings", json={"seats": event["seats_left"]}, headers=bearer(booker)
+            )
+            assert rest.status_code == 201, rest.text
+
+    booked_seats = await session.scalar(
+        select(func.coalesce(func.sum(Booking.seats), 0)).where(
+            Booking.event_id == event_id, Booking.status.in_(("pending", "confirmed"))
+        )
+    )
+    confirmed_seats = await session.scalar(
+        select(func.coalesce(func.sum(Booking.seats), 0)).where(
+            Booking.event_id == event_id, Booking.status == "confirmed"
+        )
+    )
+    seats_booked_column = await session.scalar(select(Event.seats_booked).where(Event.id == event_id))
+    await session.commit()
+    # Every seat is held by exactly one active booking, and the counter agrees with the bookings.
+    assert booked_seats == CAPACITY
+    assert seats_booked_column == CAPACITY
+    assert confirmed_seats == CAPACITY - seats_left + expected_winners * seats_each
+
+
+class SlowCountingGateway:
+    """The test gateway with a real provider's round-trip time, counting every charge it receives."""
+
+    def __init__(self, latency: float = 0.05) -> None:
+        self.inner = TestPaymentGateway()
+        self.latency = latency
+        self.charges = 0
+
+    async def charge(self, *, amount_cents: int, currency: str, card_number: str, description: str) -> ChargeResult:
+        self.charges += 1
+        await asyncio.sleep(self.latency)
+        return await self.inner.charge(
+            amount_cents=amount_cents, currency=currency, card_number=card_number, description=description
+        )
+
+
+@pytest.fixture
+async def in_process_server(app) -> AsyncIterator[str]:
+    """The test app behind a real uvicorn server in this process, so requests truly overlap and the
+    test can swap the payment gateway (the AsyncTestClient runs requests one after another)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(300):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_simultaneous_payments_for_one_booking_charge_the_card_once(app, in_process_server, session):
+    gateway = SlowCountingGateway()
+    app.state.payment_gateway = gateway
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=30) as http:
+        _, organizer = await register(http)
+        _, token = await register(http)
+        event = await create_event(http, organizer, price_cents=4000)
+        response = await book(http, token, event["id"], seats=2)
+        assert response.status_code == 201, response.text
+        booking_id = response.json()["id"]
+
+        results = await asyncio.gather(*(pay(http, token, booking_id, GOOD_CARD) for _ in range(5)))
+
+    statuses = Counter(r.status_code for r in results)
+    assert statuses == {200: 1, 409: 4}, [r.text for r in results]
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {"booking_not_pending"}
+    rows = list(await session.scalars(select(Payment).where(Payment.booking_id == booking_id)))
+    await session.commit()
+    assert [(p.status, p.amount_cents) for p in rows] == [("succeeded", 8000)]
+    # The card is charged once ("nothing was charged twice"), and every charge made is on record.
+    assert gateway.charges == len(rows) == 1

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from webapp.db import Base, UTCDateTime, utcnow
+
+NOTIFICATION_TYPES = (
+    "booking_confirmed",
+    "booking_cancelled",
+    "event_reminder",
+    "event_cancelled",
+    "event_updated",
+    "group_invitation",
+    "payment_failed",
+    "review_request",
+    "general",
+)
+
+
+class Notification(Base):
+    """One item in a user's inbox. The database is the mailbox: streams replay from here by seq."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("user_id", "seq", name="uq_notifications_user_seq"),
+        # Idempotency: the same fact told twice to the same person is stored once.
+        UniqueConstraint("user_id", "dedupe_key", name="uq_notifications_user_dedupe_key"),
+        Index("ix_notifications_user_unread", "user_id", "read_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The user's own gap-free sequence number, assigned in the creating transaction; the SSE id.
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(String(500), default="/")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    subject_kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    subject_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class NotificationCounter(Base):
+    """Per-user mailbox cursor. Its row lock serialises everything that numbers or recounts a
+    user's notifications, so seqs are gap-free and every published count has a version."""
+
+    __tablename__ = "notification_counters"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by every change to the user's inbox (new item, read, unread), so tabs can
+    # tell a newer unread count from an older one that arrived late.
+    version: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,380 @@
+"""The inbox: creating notifications with gap-free per-user seqs, read state, counts, listing.
+
+Every change takes the user's counter row lock first (SELECT … FOR UPDATE on PostgreSQL; SQLite
+serialises writers anyway), so numbering, dedupe checks and counts never race. Doorbell
+messages are queued on the session and rung only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.db import utcnow
+from webapp.errors import NotFound, ValidationFailed
+from webapp.notifications.models import NOTIFICATION_TYPES, Notification, NotificationCounter
+from webapp.realtime.doorbell import current_doorbell, queue_after_commit
+
+STATUSES = ("unread", "read", "all")
+MAX_PAGE = 100
+IN_CHUNK = 900  # stays under every driver's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    user_id: int
+    type: str
+    title: str
+    body: str = ""
+    url: str = "/"
+    data: dict[str, Any] = field(default_factory=dict)
+    actor_id: int | None = None
+    subject_kind: str | None = None
+    subject_id: int | None = None
+    dedupe_key: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InboxState:
+    unread_count: int
+    seq: int
+    version: int
+
+
+def notification_json(n: Notification) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "seq": n.seq,
+        "type": n.type,
+        "title": n.title,
+        "body": n.body,
+        "url": n.url,
+        "data": n.data,
+        "created_at": n.created_at.isoformat(),
+        "seen_at": n.seen_at.isoformat() if n.seen_at else None,
+        "read_at": n.read_at.isoformat() if n.read_at else None,
+    }
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _unexpired(now: datetime) -> Any:
+    return or_(Notification.expires_at.is_(None), Notification.expires_at > now)
+
+
+class NotificationService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # ---- creating -------------------------------------------------------------------------
+
+    async def notify(self, item: NewNotification) -> Notification | None:
+        """Adds one notification in the caller's transaction; None if its dedupe_key was used."""
+        created = await self.notify_many([item])
+        return created[0] if created else None
+
+    async def notify_many(self, items: Sequence[NewNotification]) -> list[Notification]:
+        """Adds notifications in the caller's transaction, skipping dedupe_keys already used
+        for that user. The doorbell rings for each after the caller commits."""
+        for item in items:
+            _validate(item)
+        if not items:
+            return []
+        user_ids = sorted({item.user_id for item in items})
+        counters = await self._lock_counters(user_ids)
+        taken = await self._taken_dedupe_keys(items)
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            key = item.dedupe_key or f"unique:{uuid.uuid4().hex}"
+            if (item.user_id, key) in taken:
+                continue
+            taken.add((item.user_id, key))
+            counter = counters[item.user_id]
+            counter["last_seq"] += 1
+            rows.append(
+                {
+                    "user_id": item.user_id,
+                    "seq": counter["last_seq"],
+                    "type": item.type,
+                    "title": item.title,
+                    "body": item.body,
+                    "url": item.url,
+                    "data": item.data,
+                    "actor_id": item.actor_id,
+                    "subject_kind": item.subject_kind,
+                    "subject_id": item.subject_id,
+                    "dedupe_key": key,
+                    "created_at": now,
+                    "expires_at": item.expires_at,
+                }
+            )
+        if not rows:
+            return []
+        created = list(
+            await self.session.scalars(insert(Notification).returning(Notification, sort_by_parameter_order=True), rows)
+        )
+        touched = sorted({row["user_id"] for row in rows})
+        for user_id in touched:
+            counters[user_id]["version"] += 1
+        await self.session.execute(
+            update(NotificationCounter),
+            [
+                {"user_id": uid, "last_seq": counters[uid]["last_seq"], "version": counters[uid]["version"]}
+                for uid in touched
+            ],
+        )
+        counts = await self._unread_counts(touched, now)
+        queue_after_commit(
+            self.session.sync_session,
+            [
+                {
+                    "type": "new",
+                    "user": n.user_id,
+                    "seq": n.seq,
+                    "notification": notification_json(n),
+                    "unread_count": counts[n.user_id],
+                    "version": counters[n.user_id]["version"],
+                }
+                for n in created
+            ],
+        )
+        return created
+
+    # ---- read state -----------------------------------------------------------------------
+
+    async def mark_read(self, user_id: int, notification_id: int) -> tuple[Notification, InboxState]:
+        return await self._set_read(user_id, notification_id, read=True)
+
+    async def mark_unread(self, user_id: int, notification_id: int) -> tuple[Notification, InboxState]:
+        return await self._set_read(user_id, notification_id, read=False)
+
+    async def _set_read(self, user_id: int, notification_id: int, read: bool) -> tuple[Notification, InboxState]:
+        counter = (await self._lock_counters([user_id]))[user_id]
+        notification = await self.session.get(Notification, notification_id, populate_existing=True)
+        if notification is None or notification.user_id != user_id:
+            await self.session.rollback()
+            raise NotFound("No such notification.")
+        changed = (notification.read_at is None) == read
+        if changed:
+            notification.read_at = utcnow() if read else None
+        state = await self._finish_change(user_id, counter, [notification.id] if changed else [], read)
+        return notification, state
+
+    async def mark_all_read(self, user_id: int, up_to_seq: int | None = None) -> tuple[list[int], InboxState]:
+        """Marks everything up to the seq the user saw; anything newer stays unread."""
+        counter = (await self._lock_counters([user_id]))[user_id]
+        limit = counter["last_seq"] if up_to_seq is None else min(up_to_seq, counter["last_seq"])
+        result = await self.session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id, Notification.read_at.is_(None), Notification.seq <= limit)
+            .values(read_at=utcnow())
+            .returning(Notification.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = sorted(result.scalars())
+        state = await self._finish_change(user_id, counter, ids, True, up_to_seq=limit)
+        return ids, state
+
+    async def _finish_change(
+        self, user_id: int, counter: dict[str, int], ids: list[int], read: bool, up_to_seq: int | None = None
+    ) -> InboxState:
+        if ids:
+            counter["version"] += 1
+            await self.session.execute(
+                update(NotificationCounter)
+                .where(NotificationCounter.user_id == user_id)
+                .values(version=counter["version"])
+            )
+        count = (await self._unread_counts([user_id], utcnow()))[user_id]
+        state = InboxState(unread_count=count, seq=counter["last_seq"], version=counter["version"])
+        if ids:
+            message: dict[str, Any] = {
+                "type": "read",
+                "user": user_id,
+                "ids": ids,
+                "read": read,
+                "unread_count": state.unread_count,
+                "seq": state.seq,
+                "version": state.version,
+            }
+            if up_to_seq is not None:
+                message["up_to_seq"] = up_to_seq
+            queue_after_commit(self.session.sync_session, [message])
+        await self.session.commit()
+        return state
+
+    async def mark_seen(self, user_id: int) -> int:
+        """Opening the dropdown marks everything seen (not read)."""
+        result = await self.session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id, Notification.seen_at.is_(None))
+            .values(seen_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # ---- reading --------------------------------------------------------------------------
+
+    async def state(self, user_id: int) -> InboxState:
+        counter = await self.session.get(NotificationCounter, user_id, populate_existing=True)
+        count = (await self._unread_counts([user_id], utcnow()))[user_id]
+        if counter is None:
+            return InboxState(unread_count=count, seq=0, version=0)
+        return InboxState(unread_count=count, seq=counter.last_seq, version=counter.version)
+
+    async def unread_count(self, user_id: int) -> int:
+        return (await self._unread_counts([user_id], utcnow()))[user_id]
+
+    async def get(self, user_id: int, notification_id: int) -> Notification:
+        notification = await self.session.get(Notification, notification_id)
+        if notification is None or notification.user_id != user_id:
+            raise NotFound("No such notification.")
+        return notification
+
+    async def since(self, user_id: int, after_seq: int, limit: int) -> list[Notification]:
+        """Replay: the user's notifications after a seq, oldest first."""
+        statement = (
+            select(Notification)
+            .where(Notification.user_id == user_id, Notification.seq > after_seq)
+            .order_by(Notification.seq)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(statement))
+
+    async def listing(
+        self, user_id: int, status: str = "all", type_: str | None = None, limit: int = 20, cursor: int | None = None
+    ) -> tuple[list[Notification], int | None]:
+        """Newest first; `cursor` is the seq to continue below. Returns the page and the next cursor."""
+        errors = {}
+        if status not in STATUSES:
+            errors["status"] = "Use unread, read or all."
+        if type_ and type_ not in NOTIFICATION_TYPES:
+            errors["type"] = "Unknown notification type."
+        if not 1 <= limit <= MAX_PAGE:
+            errors["limit"] = f"Use a limit from 1 to {MAX_PAGE}."
+        if cursor is not None and cursor < 0:
+            errors["cursor"] = "Invalid cursor."
+        if errors:
+            raise ValidationFailed(errors)
+        statement = select(Notification).where(Notification.user_id == user_id)
+        if status == "unread":
+            statement = statement.where(Notification.read_at.is_(None), _unexpired(utcnow()))
+        elif status == "read":
+            statement = statement.where(Notification.read_at.is_not(None))
+        if type_:
+            statement = statement.where(Notification.type == type_)
+        if cursor is not None:
+            statement = statement.where(Notification.seq < cursor)
+        page = list(await self.session.scalars(statement.order_by(Notification.seq.desc()).limit(limit + 1)))
+        next_cursor = page[limit - 1].seq if len(page) > limit else None
+        return page[:limit], next_cursor
+
+    # ---- broadcasting (public names used by jobs and the realtime layer) -----------------
+
+    async def broadcast_to_user(self, user_id: int, notification: Notification) -> None:
+        """Rings the doorbell for a committed notification, e.g. to re-announce it."""
+        state = await self.state(user_id)
+        _ring(
+            {
+                "type": "new",
+                "user": user_id,
+                "seq": notification.seq,
+                "notification": notification_json(notification),
+                "unread_count": state.unread_count,
+                "version": state.version,
+            }
+        )
+
+    async def broadcast_notification_count(self, user_id: int) -> InboxState:
+        state = await self.state(user_id)
+        _ring(
+            {
+                "type": "count",
+                "user": user_id,
+                "unread_count": state.unread_count,
+                "seq": state.seq,
+                "version": state.version,
+            }
+        )
+        return state
+
+    # ---- internals ------------------------------------------------------------------------
+
+    async def _lock_counters(self, user_ids: list[int]) -> dict[int, dict[str, int]]:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        for chunk in _chunks(user_ids):
+            await self.session.execute(
+                make_insert(NotificationCounter)
+                .values([{"user_id": uid, "last_seq": 0, "version": 0} for uid in chunk])
+                .on_conflict_do_nothing(index_elements=["user_id"])
+            )
+        counters: dict[int, dict[str, int]] = {}
+        for chunk in _chunks(user_ids):
+            result = await self.session.execute(
+                select(NotificationCounter.user_id, NotificationCounter.last_seq, NotificationCounter.version)
+                .where(NotificationCounter.user_id.in_(chunk))
+                .order_by(NotificationCounter.user_id)
+                .with_for_update()
+            )
+            for user_id, last_seq, version in result:
+                counters[user_id] = {"last_seq": last_seq, "version": version}
+        return counters
+
+    async def _taken_dedupe_keys(self, items: Sequence[NewNotification]) -> set[tuple[int, str]]:
+        wanted = sorted({(item.user_id, item.dedupe_key) for item in items if item.dedupe_key})
+        taken: set[tuple[int, str]] = set()
+        for chunk in _chunks(wanted, IN_CHUNK // 2):
+            # Both columns filtered, so the (user_id, dedupe_key) unique index answers it.
+            result = await self.session.execute(
+                select(Notification.user_id, Notification.dedupe_key).where(
+                    Notification.user_id.in_({uid for uid, _ in chunk}),
+                    Notification.dedupe_key.in_({key for _, key in chunk}),
+                )
+            )
+            wanted_here = set(chunk)
+            taken.update(pair for pair in result.tuples() if pair in wanted_here)
+        return taken
+
+    async def _unread_counts(self, user_ids: list[int], now: datetime) -> dict[int, int]:
+        counts = dict.fromkeys(user_ids, 0)
+        for chunk in _chunks(user_ids):
+            result = await self.session.execute(
+                select(Notification.user_id, func.count())
+                .where(and_(Notification.user_id.in_(chunk), Notification.read_at.is_(None), _unexpired(now)))
+                .group_by(Notification.user_id)
+            )
+            counts.update({uid: count for uid, count in result})
+        return counts
+
+
+def _ring(message: dict[str, Any]) -> None:
+    doorbell = current_doorbell()
+    if doorbell is not None:
+        doorbell.ring([message])
+
+
+def _validate(item: NewNotification) -> None:
+    errors = {}
+    if item.type not in NOTIFICATION_TYPES:
+        errors["type"] = f"Unknown notification type {item.type!r}."
+    if not item.title.strip() or len(item.title) > 200:
+        errors["title"] = "A title of 1 to 200 characters is required."
+    if len(item.body) > 5000:
+        errors["body"] = "Use at most 5000 characters."
+    if item.dedupe_key is not None and not 0 < len(item.dedupe_key) <= 200:
+        errors["dedupe_key"] = "A dedupe key has 1 to 200 characters."
+    if errors:
+        raise ValidationFailed(errors)

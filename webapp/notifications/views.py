@@ -1,0 +1,55 @@
+"""How a notification looks: one fragment, used in the dropdown, the inbox page and the stream."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Environment
+
+from webapp.db import utcnow
+from webapp.timeutil import format_in_zone
+
+TYPE_LABELS = {
+    "booking_confirmed": "Booking confirmed",
+    "booking_cancelled": "Booking cancelled",
+    "event_reminder": "Reminder",
+    "event_cancelled": "Event cancelled",
+    "event_updated": "Event updated",
+    "group_invitation": "Group invitation",
+    "payment_failed": "Payment failed",
+    "review_request": "Review request",
+    "general": "Announcement",
+}
+
+
+def relative_time(moment: datetime, now: datetime | None = None) -> str:
+    seconds = int(((now or utcnow()) - moment).total_seconds())
+    if seconds < 45:
+        return "just now"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = round(seconds / 3600)
+    if hours < 24:
+        return f"{hours} h ago"
+    days = round(seconds / 86400)
+    return "yesterday" if days == 1 else f"{days} days ago"
+
+
+def item_view(payload: dict[str, Any], timezone: str) -> dict[str, Any]:
+    """The template's view of a notification (as produced by notification_json)."""
+    created_at = datetime.fromisoformat(payload["created_at"])
+    return {
+        **payload,
+        "unread": payload.get("read_at") is None,
+        "label": TYPE_LABELS.get(payload["type"], "Notification"),
+        "created_iso": created_at.isoformat(),
+        "created_relative": relative_time(created_at),
+        "created_local": format_in_zone(created_at, timezone),
+    }
+
+
+def render_item(environment: Environment, payload: dict[str, Any], timezone: str) -> str:
+    template = environment.get_template("_notification_item.html")
+    return template.render(n=item_view(payload, timezone))

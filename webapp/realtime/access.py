@@ -1,0 +1,57 @@
+"""Who may open a real-time connection: a signed-in user, from an allowed origin, under the cap."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+
+from webapp.auth.models import User
+from webapp.realtime.doorbell import Hub
+from webapp.realtime.stream import StreamConfig
+from webapp.settings import Settings
+
+
+class TooManyConnections(HTTPException):
+    status_code = 429
+
+
+def origin_allowed(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> bool:
+    """Browsers always send Origin on cross-site requests and WebSocket handshakes; a request
+    without one comes from a non-browser client, which cookies cannot be stolen through."""
+    origin = connection.headers.get("origin")
+    return origin is None or origin.rstrip("/") in settings.allowed_origins
+
+
+def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, hub: Hub, config: StreamConfig) -> User:
+    user = connection.user
+    if user is None:
+        raise NotAuthorizedException("Log in to continue.")
+    if not origin_allowed(connection, settings):
+        raise PermissionDeniedException("This origin may not open a stream.")
+    if hub.count(user.id) >= config.max_connections_per_user:
+        raise TooManyConnections(detail=f"At most {config.max_connections_per_user} open streams per user.")
+    return user  # type: ignore[no-any-return]
+
+
+def token_deadline(connection: ASGIConnection[Any, Any, Any, Any]) -> float | None:
+    """The monotonic time at which this connection's access token expires, if it has one."""
+    info = connection.scope.get("auth")
+    expires_at = getattr(info, "expires_at", None)
+    if expires_at is None:
+        return None
+    return time.monotonic() + (expires_at.timestamp() - time.time())
+
+
+def parse_last_seq(header: str | None, query: str | None) -> int | None:
+    """The client's position: the Last-Event-ID header wins over ?last_event_id= (first connect).
+    Anything that is not a seq is an id the user never had: -1, which makes the stream reset."""
+    raw = header if header not in (None, "") else query
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)  # type: ignore[arg-type]
+    except ValueError:
+        return -1

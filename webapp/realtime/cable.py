@@ -1,0 +1,165 @@
+"""`WS /cable`: the ActionCable protocol (actioncable-v1-json), so existing ActionCable clients
+work unchanged. One channel, NotificationsChannel, fed by the same InboxStream as the SSE
+endpoints; actions `mark_as_read {id}` and `mark_all_as_read`.
+
+The subscription identifier may carry `last_seq` to resume exactly where a client left off; plain
+ActionCable clients omit it and get everything from the moment they subscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from webapp.errors import DomainError
+from webapp.notifications.services import NotificationService
+from webapp.realtime.access import origin_allowed, token_deadline
+from webapp.realtime.stream import InboxStream, StreamEvent
+
+log = logging.getLogger("tidings.cable")
+
+PROTOCOL = "actioncable-v1-json"
+CHANNEL = "NotificationsChannel"
+PING_SECONDS = 3.0
+
+
+def _frame(**fields: Any) -> str:
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def _channel_message(event: StreamEvent) -> dict[str, Any] | None:
+    if event.kind == "notification":
+        return {"type": "new_notification", "notification": event.payload}
+    if event.kind in ("count", "reset"):
+        return {"type": "notification_count", "unread_count": event.payload.get("unread_count"), "seq": event.seq}
+    if event.kind == "read":
+        return {"type": "notification_read", **event.payload}
+    return None
+
+
+class CableConnection:
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self.socket = socket
+        self.state = socket.app.state
+        self.user = socket.scope.get("user")
+        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.send_lock = asyncio.Lock()
+
+    async def send(self, **fields: Any) -> None:
+        async with self.send_lock:
+            await self.socket.send_text(_frame(**fields))
+
+    async def run(self) -> None:
+        offered = [p.strip() for p in self.socket.headers.get("sec-websocket-protocol", "").split(",")]
+        if not origin_allowed(self.socket, self.state.settings):
+            await self.socket.close(code=4403, reason="origin not allowed")  # before accept: HTTP 403
+            return
+        await self.socket.accept(subprotocols=PROTOCOL if PROTOCOL in offered else None)
+        if self.user is None:
+            await self.send(type="disconnect", reason="unauthorized", reconnect=False)
+            await self.socket.close(code=1000)
+            return
+        await self.send(type="welcome")
+        deadline = token_deadline(self.socket)
+        pinger = asyncio.create_task(self._ping(deadline))
+        try:
+            while True:
+                raw = await self.socket.receive_text()
+                await self._dispatch(raw)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pinger.cancel()
+            for task in self.subscriptions.values():
+                task.cancel()
+            await asyncio.gather(pinger, *self.subscriptions.values(), return_exceptions=True)
+
+    async def _ping(self, deadline: float | None) -> None:
+        while deadline is None or time.monotonic() < deadline:
+            await self.send(type="ping", message=int(time.time()))
+            await asyncio.sleep(PING_SECONDS)
+        # The access token expired: the client reconnects and authenticates again.
+        with contextlib.suppress(Exception):
+            await self.send(type="disconnect", reason="token_expired", reconnect=True)
+            await self.socket.close(code=1000)
+
+    async def _dispatch(self, raw: str) -> None:
+        try:
+            frame = json.loads(raw)
+            command = frame["command"]
+            identifier = frame["identifier"]
+            params = json.loads(identifier)
+        except (ValueError, KeyError, TypeError):
+            log.info("ignored a malformed cable frame")  # as ActionCable does: log, keep the connection
+            return
+        if not isinstance(params, dict):
+            return
+        if command == "subscribe":
+            await self._subscribe(identifier, params)
+        elif command == "unsubscribe":
+            task = self.subscriptions.pop(identifier, None)
+            if task:
+                task.cancel()
+        elif command == "message" and identifier in self.subscriptions:
+            await self._perform(frame.get("data"))
+        else:
+            log.info("ignored cable command %r", command)
+
+    async def _subscribe(self, identifier: str, params: dict[str, Any]) -> None:
+        hub = self.state.doorbell.hub
+        config = self.state.stream_config
+        if params.get("channel") != CHANNEL or identifier in self.subscriptions:
+            await self.send(identifier=identifier, type="reject_subscription")
+            return
+        if hub.count(self.user.id) >= config.max_connections_per_user:
+            await self.send(identifier=identifier, type="reject_subscription")
+            return
+        last_seq = params.get("last_seq")
+        subscription = hub.subscribe(self.user.id, config.queue_size)
+        stream = InboxStream(
+            user_id=self.user.id,
+            last_seq=last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None,
+            subscription=subscription,
+            sessionmaker=self.state.sessionmaker,
+            config=config,
+        )
+        await self.send(identifier=identifier, type="confirm_subscription")
+        self.subscriptions[identifier] = asyncio.create_task(self._forward(identifier, stream))
+
+    async def _forward(self, identifier: str, stream: InboxStream) -> None:
+        async for event in stream.events():
+            message = _channel_message(event)
+            if message is not None:
+                await self.send(identifier=identifier, message=message)
+
+    async def _perform(self, data: Any) -> None:
+        try:
+            payload = json.loads(data) if isinstance(data, str) else data
+            action = payload["action"]
+        except (ValueError, KeyError, TypeError):
+            log.info("ignored a malformed cable action")
+            return
+        async with self.state.sessionmaker() as session:
+            service = NotificationService(session)
+            try:
+                if action == "mark_as_read":
+                    await service.mark_read(self.user.id, int(payload["id"]))
+                elif action == "mark_all_as_read":
+                    up_to = payload.get("up_to_seq")
+                    await service.mark_all_read(self.user.id, up_to if isinstance(up_to, int) else None)
+                else:
+                    log.info("ignored unknown cable action %r", action)
+            except (DomainError, KeyError, ValueError, TypeError):
+                log.info("refused cable action %r", action)  # someone else's id, or a bad one
+
+
+@websocket("/cable")
+async def cable(socket: WebSocket[Any, Any, Any]) -> None:
+    await CableConnection(socket).run()

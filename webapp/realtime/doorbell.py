@@ -1,0 +1,225 @@
+"""The doorbell: tells this process's open streams that a user's inbox changed.
+
+It is only a hint. The database is the mailbox; a lost ring delays, never loses, because every
+stream re-reads the database by seq when it sees a gap, reconnects, or the doorbell says
+"resync". One subscription per process (Redis pub/sub channel, or nothing in embedded mode)
+fans out to the local streams through the Hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+log = logging.getLogger("tidings.doorbell")
+
+CHANNEL = "tidings:doorbell"
+RESYNC = {"type": "resync"}
+CLOSE = {"type": "close"}
+
+
+class Subscription:
+    """One stream's inbox of doorbell messages. Bounded: a stream that does not keep up is
+    marked overflowed and ends; its client resumes by seq."""
+
+    def __init__(self, hub: Hub, user_id: int, maxsize: int) -> None:
+        self.hub = hub
+        self.user_id = user_id
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
+        self.overflowed = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.queue = asyncio.Queue(maxsize=1)
+            self.queue.put_nowait(CLOSE)
+
+    async def next(self, wait_seconds: float) -> dict[str, Any] | None:
+        """The next message, or None when nothing came within the timeout."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), wait_seconds)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class Hub:
+    """This process's streams, by user."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, user_id: int, maxsize: int) -> Subscription:
+        subscription = Subscription(self, user_id, maxsize)
+        self._by_user[user_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._by_user.get(subscription.user_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._by_user[subscription.user_id]
+
+    def count(self, user_id: int) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def total(self) -> int:
+        return sum(len(s) for s in self._by_user.values())
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        for subscription in tuple(self._by_user.get(int(message["user"]), ())):
+            subscription.offer(message)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for subscribers in tuple(self._by_user.values()):
+            for subscription in tuple(subscribers):
+                subscription.offer(message)
+
+
+class Doorbell(Protocol):
+    hub: Hub
+
+    def ring(self, messages: Iterable[dict[str, Any]]) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class LocalDoorbell:
+    """Embedded mode: rings go straight to this process's streams."""
+
+    def __init__(self, hub: Hub | None = None) -> None:
+        self.hub = hub or Hub()
+
+    def ring(self, messages: Iterable[dict[str, Any]]) -> None:
+        for message in messages:
+            self.hub.deliver(message)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.hub.broadcast(CLOSE)
+
+
+class RedisDoorbell:
+    """Scaled mode: rings are published on one Redis channel that every web process listens to.
+
+    When the listening connection breaks and comes back, every local stream is told to
+    re-check the database, so nothing published meanwhile is lost.
+    """
+
+    def __init__(self, redis_url: str, hub: Hub | None = None, listen: bool = True) -> None:
+        self.hub = hub or Hub()
+        self.redis_url = redis_url
+        self.listen = listen
+        self._publisher = Redis.from_url(redis_url)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def ring(self, messages: Iterable[dict[str, Any]]) -> None:
+        payloads = [json.dumps(m, separators=(",", ":")) for m in messages]
+        if not payloads:
+            return
+        task = asyncio.get_running_loop().create_task(self._publish(payloads))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, payloads: list[str]) -> None:
+        try:
+            async with self._publisher.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    pipe.publish(CHANNEL, payload)
+                await pipe.execute()
+        except RedisError as exc:
+            # The rows are committed; streams will find them on their next check or reconnect.
+            log.warning("doorbell publish failed (%s); streams will catch up from the database", exc)
+
+    async def start(self) -> None:
+        if self.listen:
+            self._listener = asyncio.create_task(self._listen_forever())
+
+    async def stop(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.hub.broadcast(CLOSE)
+        await self._publisher.aclose()
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            client = Redis.from_url(self.redis_url)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self.connected.set()
+                if not first:
+                    log.info("doorbell reconnected; local streams re-check the database")
+                    self.hub.broadcast(RESYNC)
+                first = False
+                delay = 0.1
+                async for raw in pubsub.listen():
+                    if raw.get("type") == "message":
+                        self.hub.deliver(json.loads(raw["data"]))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.connected.clear()
+                log.warning("doorbell connection lost (%s); retrying in %.1f s", exc, delay)
+            finally:
+                try:
+                    await pubsub.aclose()
+                    await client.aclose()
+                except (RedisError, OSError):
+                    pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+_current: Doorbell | None = None
+
+
+def set_doorbell(doorbell: Doorbell | None) -> None:
+    global _current
+    _current = doorbell
+
+
+def current_doorbell() -> Doorbell | None:
+    return _current
+
+
+def queue_after_commit(session: Session, messages: Iterable[dict[str, Any]]) -> None:
+    """Rings once the session's transaction commits; forgotten if it rolls back."""
+    session.info.setdefault("doorbell_pending", []).extend(messages)
+
+
+@event.listens_for(Session, "after_commit")
+def _ring_after_commit(session: Session) -> None:
+    pending = session.info.pop("doorbell_pending", None)
+    if pending and _current is not None:
+        _current.ring(pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("doorbell_pending", None)
