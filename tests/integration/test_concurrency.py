@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -22,6 +23,7 @@ from webapp.payments.models import Payment
 CAPACITY = 25
 RACERS = 20
 GOOD_CARD = "4242 4242 4242 4242"
+PAYERS = 5
 
 
 @pytest.fixture(scope="module")
@@ -149,16 +151,26 @@ async def test_simultaneous_bookings_for_the_last_seats_never_overbook(
 
 
 class SlowCountingGateway:
-    """The test gateway with a real provider's round-trip time, counting every charge it receives."""
+    """The test gateway with a provider's round-trip time, counting every charge it receives.
 
-    def __init__(self, latency: float = 0.05) -> None:
+    A charge is answered once `expected` charges are in flight, or after `latency` seconds: a
+    correct app lets only one charge through (which then waits out the latency), while an app that
+    lets several through has them all arrive together, whatever the machine's speed.
+    """
+
+    def __init__(self, expected: int, latency: float = 0.5) -> None:
         self.inner = TestPaymentGateway()
+        self.expected = expected
         self.latency = latency
         self.charges = 0
+        self._all_in = asyncio.Event()
 
     async def charge(self, *, amount_cents: int, currency: str, card_number: str, description: str) -> ChargeResult:
         self.charges += 1
-        await asyncio.sleep(self.latency)
+        if self.charges >= self.expected:
+            self._all_in.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_in.wait(), timeout=self.latency)
         return await self.inner.charge(
             amount_cents=amount_cents, currency=currency, card_number=card_number, description=description
         )
@@ -184,7 +196,7 @@ async def in_process_server(app) -> AsyncIterator[str]:
 
 
 async def test_simultaneous_payments_for_one_booking_charge_the_card_once(app, in_process_server, session):
-    gateway = SlowCountingGateway()
+    gateway = SlowCountingGateway(expected=PAYERS)
     app.state.payment_gateway = gateway
     async with httpx.AsyncClient(base_url=in_process_server, timeout=30) as http:
         _, organizer = await register(http)
@@ -194,10 +206,10 @@ async def test_simultaneous_payments_for_one_booking_charge_the_card_once(app, i
         assert response.status_code == 201, response.text
         booking_id = response.json()["id"]
 
-        results = await asyncio.gather(*(pay(http, token, booking_id, GOOD_CARD) for _ in range(5)))
+        results = await asyncio.gather(*(pay(http, token, booking_id, GOOD_CARD) for _ in range(PAYERS)))
 
     statuses = Counter(r.status_code for r in results)
-    assert statuses == {200: 1, 409: 4}, [r.text for r in results]
+    assert statuses == {200: 1, 409: PAYERS - 1}, [r.text for r in results]
     assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {"booking_not_pending"}
     rows = list(await session.scalars(select(Payment).where(Payment.booking_id == booking_id)))
     await session.commit()

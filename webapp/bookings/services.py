@@ -107,10 +107,14 @@ class BookingService:
         await self.session.refresh(booking.event)
         return booking
 
-    async def get_for_booker(self, user: User, booking_id: int) -> Booking:
+    async def get_for_booker(self, user: User, booking_id: int, lock: bool = False) -> Booking:
+        """The booker's booking. `lock` holds its row until the transaction ends (PostgreSQL;
+        SQLite serialises writers anyway), for changes that must not run twice at once."""
         # populate_existing: a booking created in this session must come back with its
         # relationships loaded, not as the half-filled object that was added.
-        booking = await self.session.get(Booking, booking_id, populate_existing=True)
+        booking = await self.session.get(
+            Booking, booking_id, populate_existing=True, with_for_update={"of": Booking} if lock else None
+        )
         if booking is None or booking.user_id != user.id:
             raise NotFound("No such booking.")
         return booking

@@ -345,7 +345,7 @@ class NotificationService:
                 )
             )
             wanted_here = set(chunk)
-            taken.update(pair for pair in result.tuples() if pair in wanted_here)
+            taken.update((uid, key) for uid, key in result if (uid, key) in wanted_here)
         return taken
 
     async def _unread_counts(self, user_ids: list[int], now: datetime) -> dict[int, int]:

@@ -20,9 +20,12 @@ class PaymentService:
         self.gateway = gateway
 
     async def pay(self, user: User, booking_id: int, card_number: str) -> Booking:
-        booking = await BookingService(self.session).get_for_booker(user, booking_id)
         if not is_plausible_card_number(card_number):
+            await BookingService(self.session).get_for_booker(user, booking_id)  # someone else's: 404 first
             raise ValidationFailed({"card_number": "Enter a valid card number."})
+        # Locked until commit: a second payment for the same booking waits, then finds it
+        # confirmed, so the card is never charged twice.
+        booking = await BookingService(self.session).get_for_booker(user, booking_id, lock=True)
         if booking.status != "pending":
             raise Conflict(f"This booking is {booking.status}; there is nothing to pay.", code="booking_not_pending")
         if booking.event.status != "scheduled" or booking.event.starts_at <= utcnow():
