@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from tests.api import book, create_event, register
+from tests.api import book, create_event, event_payload, register
 from tests.integration.pages import post_form, register_in_browser
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
@@ -232,3 +232,26 @@ async def test_profile_update_validates_the_time_zone(client, session):
     assert ok.status_code == 200 and "Profile saved." in ok.text
     user = await session.scalar(select(User).where(User.email == "tz@example.com"))
     assert (user.name, user.timezone) == ("New Name", "Asia/Tokyo")
+
+
+async def test_an_organizer_announces_from_the_event_page(client):
+    from tests.api import pay
+
+    _, attendee_token = await register(client)
+    _, stranger_token = await register(client)
+    stranger_event = await create_event(client, stranger_token)
+    await browser_user(client, "announcer@example.com")
+    csrf = {"x-csrftoken": client.cookies["tidings_csrf"]}
+    event = (await client.post("/api/v1/events", json=event_payload(), headers=csrf)).json()
+    booking = (await book(client, attendee_token, event["id"])).json()
+    await pay(client, attendee_token, booking["id"])
+    empty = await post_form(client, f"/organizer/events/{event['id']}/announce", {"title": "", "body": "x"})
+    assert empty.status_code == 422 and "A title of 1 to 200 characters is required." in empty.text
+    sent = await post_form(
+        client, f"/organizer/events/{event['id']}/announce", {"title": "Bring an umbrella", "body": ""}
+    )
+    assert sent.status_code == 200 and "Sent to 1 attendee." in sent.text
+    inbox = (await client.get("/api/v1/notifications", headers={"Authorization": f"Bearer {attendee_token}"})).json()
+    assert [n["title"] for n in inbox["items"]] == ["Bring an umbrella"]
+    other = await post_form(client, f"/organizer/events/{stranger_event['id']}/announce", {"title": "x"})
+    assert other.status_code == 404

@@ -14,6 +14,7 @@ from webapp.events.schemas import EventCreate, EventPatch, event_json
 from webapp.events.services import EventDetails, EventService
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, current_user, require_user
+from webapp.notifications.announcements import AnnouncementService
 from webapp.reviews.services import ReviewService
 from webapp.timeutil import common_timezones
 
@@ -30,6 +31,23 @@ def _event_form(
     return Template(
         "event_form.html",
         context={"form": form, "errors": errors, "event_id": event_id, "timezones": common_timezones()},
+        status_code=status,
+    )
+
+
+async def _organizer_event_page(
+    session: Any,
+    user: Any,
+    event_id: int,
+    errors: dict[str, str] | None = None,
+    announced: int | None = None,
+    status: int = 200,
+) -> Template:
+    event = await EventService(session).get_organized(user, event_id)
+    bookings = await BookingService(session).attendees_of(user, event_id)
+    return Template(
+        "organizer_event.html",
+        context={"event": event, "bookings": bookings, "announce_errors": errors or {}, "announced": announced},
         status_code=status,
     )
 
@@ -111,10 +129,23 @@ class EventPages(Controller):
     async def attendees(
         self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
     ) -> Template:
+        return await _organizer_event_page(db_session, current_user(request), event_id)
+
+    @post("/organizer/events/{event_id:int}/announce", guards=[require_user], status_code=HTTP_200_OK)
+    async def announce(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
+    ) -> Template:
         user = current_user(request)
-        event = await EventService(db_session).get_organized(user, event_id)
-        bookings = await BookingService(db_session).attendees_of(user, event_id)
-        return Template("organizer_event.html", context={"event": event, "bookings": bookings})
+        form = {k: str(v) for k, v in dict(await request.form()).items()}
+        service = AnnouncementService(db_session, request.app.state.announcement_limiter)
+        try:
+            sent = await service.announce(user, form.get("title", ""), form.get("body", ""), event_id)
+        except DomainError as exc:
+            if exc.status_code == 404:
+                raise
+            errors = exc.fields or {"form": exc.message}
+            return await _organizer_event_page(db_session, user, event_id, errors=errors, status=exc.status_code)
+        return await _organizer_event_page(db_session, user, event_id, announced=sent)
 
 
 class EventApi(Controller):
