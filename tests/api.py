@@ -62,3 +62,29 @@ async def book(client: Any, token: str, event_id: int, seats: int = 1, **extra: 
 
 async def pay(client: Any, token: str, booking_id: int, card: str = "4242 4242 4242 4242") -> Any:
     return await client.post(f"/api/v1/bookings/{booking_id}/pay", json={"card_number": card}, headers=bearer(token))
+
+
+async def eventually(check: Any, within: float = 10.0, interval: float = 0.05) -> Any:
+    """Polls an async check until it returns something truthy: jobs run in the background."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s: last result {result!r}")
+        await asyncio.sleep(interval)
+
+
+async def inbox(client: Any, token: str | None = None, expect: int = 1, query: str = "") -> dict[str, Any]:
+    """The caller's notifications once at least `expect` of them have arrived."""
+    headers = bearer(token) if token else {}
+
+    async def fetch() -> dict[str, Any] | None:
+        body = (await client.get(f"/api/v1/notifications?{query}", headers=headers)).json()
+        return body if len(body["items"]) >= expect else None
+
+    return await eventually(fetch)  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,9 +86,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.doorbell = doorbell
         set_doorbell(doorbell)
         await doorbell.start()
+        # Importing jobs sets the broker and lets the outbox hand rows to it. With Redis, separate
+        # `dramatiq jobs` processes run them; without, the worker and scheduler live in here.
+        import jobs  # noqa: F401
+        from jobs.embedded import EmbeddedJobs
+
+        embedded = None if settings.redis_url else EmbeddedJobs(settings, app.state.sessionmaker)
+        if embedded:
+            embedded.start()
         try:
             yield
         finally:
+            if embedded:
+                await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
             await doorbell.stop()
             set_doorbell(None)
             if redis:

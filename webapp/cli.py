@@ -54,6 +54,15 @@ def seed_demo(_: argparse.Namespace) -> None:
         print(f"  {email:<28} {name:<18} {role}")
 
 
+def run_scheduler(_: argparse.Namespace) -> None:
+    import logging
+
+    from jobs.scheduler import run_forever
+
+    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_forever()
+
+
 def create_user(args: argparse.Namespace) -> None:
     from webapp.auth.services import AccountService
     from webapp.db import create_engine, create_sessionmaker
@@ -92,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(func=lambda _: upgrade_database())
 
     commands.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(func=seed_demo)
+    commands.add_parser("scheduler", help="run the single scheduler (scaled mode)").set_defaults(func=run_scheduler)
 
     user_parser = commands.add_parser("create-user", help="create an account")
     user_parser.add_argument("email")

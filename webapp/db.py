@@ -77,7 +77,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    # The engine rides along in session.info so after-commit hooks (outbox) can open their own session.
+    return async_sessionmaker(engine, expire_on_commit=False, info={"engine": engine})
 
 
 async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
@@ -95,5 +96,7 @@ def import_all_models() -> None:
     from webapp.events import models as _events  # noqa: F401
     from webapp.groups import models as _groups  # noqa: F401
     from webapp.notifications import models as _notifications  # noqa: F401
+    from webapp.outbox import models as _outbox  # noqa: F401
     from webapp.payments import models as _payments  # noqa: F401
+    from webapp.reminders import models as _reminders  # noqa: F401
     from webapp.reviews import models as _reviews  # noqa: F401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from tests.api import bearer, book, create_event, pay, register
+from tests.api import bearer, book, create_event, inbox, pay, register
 from webapp.auth.models import User
 from webapp.notifications.models import Notification
 
@@ -28,20 +28,23 @@ async def test_an_organizer_announces_to_confirmed_attendees_only(client):
     booking = (await book(client, attendee_token, event["id"])).json()
     assert (await pay(client, attendee_token, booking["id"])).status_code == 200
     await book(client, pending_token, event["id"])  # never paid
+    await inbox(client, attendee_token, query="type=booking_confirmed")  # the payment's own notification: seq 1
     response = await announce(client, org_token, event_id=event["id"], title="Doors at 7")
     assert response.status_code == 202
     assert response.json()["recipients"] == 1
-    inbox = (await client.get("/api/v1/notifications", headers=bearer(attendee_token))).json()
-    assert inbox["unread_count"] == 1
-    item = inbox["items"][0]
+    received = await inbox(client, attendee_token, query="type=general")
+    assert len(received["items"]) == 1
+    item = received["items"][0]
     assert set(item) >= {"id", "seq", "type", "title", "body", "url", "data", "created_at", "seen_at", "read_at"}
+    # seq 1 is the booking confirmation the payment caused; the announcement comes after it.
     assert (item["type"], item["title"], item["url"], item["seq"]) == (
         "general",
         "Doors at 7",
         f"/events/{event['id']}",
-        1,
+        2,
     )
-    assert (await client.get("/api/v1/notifications", headers=bearer(pending_token))).json()["items"] == []
+    pending_inbox = (await client.get("/api/v1/notifications?type=general", headers=bearer(pending_token))).json()
+    assert pending_inbox["items"] == []
     assert organizer["id"] != attendee["id"]
 
 
@@ -65,9 +68,7 @@ async def test_an_admin_announces_to_everyone_and_is_rate_limited(client, sessio
     member, member_token = await register(client)
     first = await announce(client, admin_token, title="Maintenance tonight")
     assert first.status_code == 202 and first.json()["recipients"] == 2
-    titles = [
-        n["title"] for n in (await client.get("/api/v1/notifications", headers=bearer(member_token))).json()["items"]
-    ]
+    titles = [n["title"] for n in (await inbox(client, member_token))["items"]]
     assert titles == ["Maintenance tonight"]
     for _ in range(9):
         assert (await announce(client, admin_token)).status_code == 202
@@ -79,8 +80,9 @@ async def test_an_admin_announces_to_everyone_and_is_rate_limited(client, sessio
 async def test_read_unread_read_all_and_counts(client, session):
     admin, token = await register(client)
     await make_admin(session, admin["id"])
-    for title in ("one", "two", "three"):
+    for n, title in enumerate(("one", "two", "three"), start=1):
         await announce(client, token, title=title)
+        await inbox(client, token, expect=n)  # in order: each fan-out is its own job
     count = (await client.get("/api/v1/notifications/unread_count", headers=bearer(token))).json()
     assert (count["unread_count"], count["seq"]) == (3, 3)
     items = (await client.get("/api/v1/notifications", headers=bearer(token))).json()["items"]
@@ -101,7 +103,7 @@ async def test_another_users_notification_is_404_and_unchanged(client, session):
     admin, token = await register(client)
     await make_admin(session, admin["id"])
     await announce(client, token)
-    mine = (await client.get("/api/v1/notifications", headers=bearer(token))).json()["items"][0]
+    mine = (await inbox(client, token))["items"][0]
     _, stranger = await register(client)
     for action in ("read", "unread"):
         response = await client.post(f"/api/v1/notifications/{mine['id']}/{action}", headers=bearer(stranger))
@@ -116,6 +118,7 @@ async def test_listing_pagination_and_bad_parameters(client, session):
     await make_admin(session, admin["id"])
     for n in range(5):
         await announce(client, token, title=f"n{n}")
+        await inbox(client, token, expect=n + 1)
     first = (await client.get("/api/v1/notifications?limit=2", headers=bearer(token))).json()
     assert [i["seq"] for i in first["items"]] == [5, 4] and first["next_cursor"] == "4"
     second = (
@@ -139,6 +142,7 @@ async def test_the_inbox_page_panel_and_open_link(client, session):
     await make_admin(session, me["id"])
     csrf = {"x-csrftoken": client.cookies["tidings_csrf"]}
     await client.post("/api/v1/announcements", json={"title": "<b>bold</b> news", "body": "b"}, headers=csrf)
+    await inbox(client)
     page = await client.get("/notifications")
     assert page.status_code == 200 and "&lt;b&gt;bold&lt;/b&gt; news" in page.text and "<b>bold</b>" not in page.text
     assert 'data-seq="1"' in page.text  # the bell knows where the page stands

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from tests.api import book, create_event, event_payload, register
+from tests.api import book, create_event, event_payload, inbox, register
 from tests.integration.pages import post_form, register_in_browser
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
@@ -251,7 +251,7 @@ async def test_an_organizer_announces_from_the_event_page(client):
         client, f"/organizer/events/{event['id']}/announce", {"title": "Bring an umbrella", "body": ""}
     )
     assert sent.status_code == 200 and "Sent to 1 attendee." in sent.text
-    inbox = (await client.get("/api/v1/notifications", headers={"Authorization": f"Bearer {attendee_token}"})).json()
-    assert [n["title"] for n in inbox["items"]] == ["Bring an umbrella"]
+    received = await inbox(client, attendee_token, query="type=general")
+    assert [n["title"] for n in received["items"]] == ["Bring an umbrella"]
     other = await post_form(client, f"/organizer/events/{stranger_event['id']}/announce", {"title": "x"})
     assert other.status_code == 404

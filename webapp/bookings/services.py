@@ -11,6 +11,8 @@ from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.groups.models import Group
+from webapp.outbox.services import enqueue_after_commit
+from webapp.reminders.services import ReminderService
 
 MAX_SEATS_PER_BOOKING = 20
 ACTIVE_STATUSES = ("pending", "confirmed")
@@ -45,6 +47,10 @@ class BookingService:
         )
         booking.attendees = [BookingAttendee(user_id=uid) for uid in attendee_ids]
         self.session.add(booking)
+        if free:
+            await self.session.flush()
+            await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
+            enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         await self.session.commit()
         return await self.get_for_booker(user, booking.id)
 
@@ -102,6 +108,8 @@ class BookingService:
             .values(seats_booked=Event.seats_booked - booking.seats)
             .execution_options(synchronize_session=False)
         )
+        await ReminderService(self.session).cancel_for_booking(booking.id)
+        enqueue_after_commit(self.session, "send_booking_cancelled", booking_id=booking.id)
         await self.session.commit()
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)

@@ -35,6 +35,8 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Set by the scheduler when it hands the event's review requests to the workers.
+    review_requests_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     organizer: Mapped[User] = relationship(lazy="joined")
 

@@ -13,6 +13,8 @@ from webapp.auth.models import User
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.events.models import Event
+from webapp.outbox.services import enqueue_after_commit
+from webapp.reminders.services import ReminderService
 from webapp.timeutil import is_valid_timezone
 
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
@@ -100,6 +102,18 @@ class EventService:
             setattr(event, name, value)
         event.version += 1
         event.updated_at = now
+        if proposed.starts_at != current.starts_at:
+            await ReminderService(self.session).reschedule_event(event, now)
+        news = attendee_facing_changes(current, proposed)
+        if news:
+            enqueue_after_commit(
+                self.session,
+                "fan_out_event_change",
+                event_id=event.id,
+                version=event.version,
+                kind="updated",
+                changes=news,
+            )
         await self.session.commit()
         return event
 
@@ -110,6 +124,10 @@ class EventService:
         event.status = "cancelled"
         event.cancelled_at = utcnow()
         event.version += 1
+        await ReminderService(self.session).cancel_for_event(event.id)
+        enqueue_after_commit(
+            self.session, "fan_out_event_change", event_id=event.id, version=event.version, kind="cancelled"
+        )
         await self.session.commit()
         return event
 
@@ -147,6 +165,19 @@ class EventService:
     async def list_organized(self, organizer: User) -> list[Event]:
         statement = select(Event).where(Event.organizer_id == organizer.id).order_by(Event.starts_at.desc())
         return list(await self.session.scalars(statement))
+
+
+ATTENDEE_FACING = ("title", "starts_at", "ends_at", "venue")
+
+
+def attendee_facing_changes(before: EventDetails, after: EventDetails) -> dict[str, list[str]]:
+    """What attendees are told about: old → new, times as ISO strings."""
+    changes = {}
+    for name in ATTENDEE_FACING:
+        old, new = getattr(before, name), getattr(after, name)
+        if old != new:
+            changes[name] = [old.isoformat(), new.isoformat()] if isinstance(old, datetime) else [old, new]
+    return changes
 
 
 def _normalized(details: EventDetails) -> EventDetails:

@@ -10,6 +10,7 @@ from webapp.auth.services import normalize_email
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.groups.models import Group, GroupMember, Invitation
+from webapp.outbox.services import enqueue_after_commit
 
 
 class GroupService:
@@ -51,6 +52,8 @@ class GroupService:
             raise Conflict(f"{invitee.name} already has a pending invitation.", code="already_invited")
         invitation = Invitation(group_id=group.id, inviter_id=inviter.id, invitee_id=invitee.id)
         self.session.add(invitation)
+        await self.session.flush()
+        enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
         await self.session.commit()
         return await self._get(invitation.id)
 

@@ -1,17 +1,20 @@
-"""General announcements: an organizer to their event's confirmed attendees, an admin to everyone."""
+"""General announcements: an organizer to their event's confirmed attendees, an admin to everyone.
+
+The request only checks and records the announcement (an outbox row); the fan-out job writes
+the notifications in chunks, like every other notification that goes to many people."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.errors import Forbidden, NotFound, RateLimited, ValidationFailed
 from webapp.events.models import Event
-from webapp.notifications.services import NewNotification, NotificationService
+from webapp.outbox.services import enqueue_after_commit
 from webapp.ratelimit import RateLimiter
 
 MAX_BODY = 2000
@@ -23,7 +26,7 @@ class AnnouncementService:
         self.limiter = limiter
 
     async def announce(self, sender: User, title: str, body: str, event_id: int | None = None) -> int:
-        """Sends a `general` notification; returns how many people it went to."""
+        """Queues a `general` notification; returns how many people it goes to."""
         title, body = title.strip(), body.strip()
         errors = {}
         if not title or len(title) > 200:
@@ -36,44 +39,31 @@ class AnnouncementService:
             event = await self.session.get(Event, event_id)
             if event is None or (event.organizer_id != sender.id and not sender.is_admin):
                 raise NotFound("No such event.")
-            recipients = await self._attendees(event.id)
-            url = f"/events/{event.id}"
+            recipients = await self._attendee_count(event.id)
         elif sender.is_admin:
-            recipients = list(await self.session.scalars(select(User.id).order_by(User.id)))
-            url = "/"
+            recipients = int(await self.session.scalar(select(func.count(User.id))) or 0)
         else:
             raise Forbidden("Only admins can announce to everyone; choose one of your events.")
         key = f"rate:announce:{sender.id}"
         if await self.limiter.is_blocked(key):
             raise RateLimited("Too many announcements. Try again later.", retry_after=self.limiter.retry_after())
         await self.limiter.record(key)
-        announcement = uuid.uuid4().hex
-        await NotificationService(self.session).notify_many(
-            [
-                NewNotification(
-                    user_id=user_id,
-                    type="general",
-                    title=title,
-                    body=body,
-                    url=url,
-                    actor_id=sender.id,
-                    subject_kind="event" if event_id else None,
-                    subject_id=event_id,
-                    data={"announcement": announcement},
-                    dedupe_key=f"announcement:{announcement}",
-                )
-                for user_id in recipients
-            ]
+        enqueue_after_commit(
+            self.session,
+            "fan_out_announcement",
+            announcement=uuid.uuid4().hex,
+            sender_id=sender.id,
+            title=title,
+            body=body,
+            event_id=event_id,
         )
         await self.session.commit()
-        return len(recipients)
+        return recipients
 
-    async def _attendees(self, event_id: int) -> list[int]:
+    async def _attendee_count(self, event_id: int) -> int:
         statement = (
-            select(BookingAttendee.user_id)
+            select(func.count(func.distinct(BookingAttendee.user_id)))
             .join(Booking, Booking.id == BookingAttendee.booking_id)
             .where(Booking.event_id == event_id, Booking.status == "confirmed")
-            .distinct()
-            .order_by(BookingAttendee.user_id)
         )
-        return list(await self.session.scalars(statement))
+        return int(await self.session.scalar(statement) or 0)

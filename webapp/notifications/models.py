@@ -49,6 +49,9 @@ class Notification(Base):
     seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Set when a later fact made this item wrong (a reminder for a cancelled event, an update
+    # merged into a newer one): it leaves the unread count but stays in the history.
+    obsolete_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class NotificationCounter(Base):

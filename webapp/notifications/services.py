@@ -61,6 +61,7 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "created_at": n.created_at.isoformat(),
         "seen_at": n.seen_at.isoformat() if n.seen_at else None,
         "read_at": n.read_at.isoformat() if n.read_at else None,
+        "obsolete": n.obsolete_at is not None,
     }
 
 
@@ -213,6 +214,76 @@ class NotificationService:
             queue_after_commit(self.session.sync_session, [message])
         await self.session.commit()
         return state
+
+    async def unread_about(
+        self, subject_kind: str, subject_id: int, types: Sequence[str], user_ids: Sequence[int] | None = None
+    ) -> list[Notification]:
+        """Unread notifications of these types about one subject (e.g. an event's pending updates)."""
+        return await self.about(subject_kind, subject_id, types, user_ids, unread_only=True)
+
+    async def about(
+        self,
+        subject_kind: str,
+        subject_id: int,
+        types: Sequence[str],
+        user_ids: Sequence[int] | None = None,
+        unread_only: bool = False,
+    ) -> list[Notification]:
+        """Notifications of these types about one subject, optionally for some users only."""
+        statement = select(Notification).where(
+            Notification.subject_kind == subject_kind,
+            Notification.subject_id == subject_id,
+            Notification.type.in_(types),
+        )
+        if unread_only:
+            statement = statement.where(Notification.read_at.is_(None))
+        if user_ids is None:
+            return list(await self.session.scalars(statement))
+        found: list[Notification] = []
+        for chunk in _chunks(sorted(user_ids)):
+            found.extend(await self.session.scalars(statement.where(Notification.user_id.in_(chunk))))
+        return found
+
+    async def mark_obsolete(self, notifications: Sequence[Notification]) -> None:
+        """In the caller's transaction: these items became wrong (their event was cancelled,
+        or a newer update replaces them). They leave the unread count and every tab is told."""
+        if not notifications:
+            return
+        by_user: dict[int, list[int]] = {}
+        for n in notifications:
+            by_user.setdefault(n.user_id, []).append(n.id)
+        counters = await self._lock_counters(sorted(by_user))
+        now = utcnow()
+        ids = sorted(n.id for n in notifications)
+        for chunk in _chunks(ids):
+            await self.session.execute(
+                update(Notification)
+                .where(Notification.id.in_(chunk), Notification.read_at.is_(None))
+                .values(read_at=now, obsolete_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        for user_id in by_user:
+            counters[user_id]["version"] += 1
+        await self.session.execute(
+            update(NotificationCounter),
+            [{"user_id": uid, "version": counters[uid]["version"]} for uid in sorted(by_user)],
+        )
+        counts = await self._unread_counts(sorted(by_user), now)
+        queue_after_commit(
+            self.session.sync_session,
+            [
+                {
+                    "type": "read",
+                    "user": uid,
+                    "ids": sorted(user_ids),
+                    "read": True,
+                    "unread_count": counts[uid],
+                    "seq": counters[uid]["last_seq"],
+                    "version": counters[uid]["version"],
+                }
+                for uid, user_ids in by_user.items()
+            ],
+        )
 
     async def mark_seen(self, user_id: int) -> int:
         """Opening the dropdown marks everything seen (not read)."""

@@ -43,7 +43,7 @@ def item_view(payload: dict[str, Any], timezone: str) -> dict[str, Any]:
     return {
         **payload,
         "unread": payload.get("read_at") is None,
-        "label": TYPE_LABELS.get(payload["type"], "Notification"),
+        "label": TYPE_LABELS.get(payload["type"], "Notification") + (" · outdated" if payload.get("obsolete") else ""),
         "created_iso": created_at.isoformat(),
         "created_relative": relative_time(created_at),
         "created_local": format_in_zone(created_at, timezone),

@@ -10,8 +10,10 @@ from webapp.bookings.models import Booking
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, PaymentDeclined, ValidationFailed
+from webapp.outbox.services import enqueue_after_commit
 from webapp.payments.gateway import PaymentGateway, is_plausible_card_number, normalize_card_number
 from webapp.payments.models import Payment
+from webapp.reminders.services import ReminderService
 
 
 class PaymentService:
@@ -60,8 +62,12 @@ class PaymentService:
                 raise Conflict(
                     "This booking changed while paying; nothing was charged twice.", code="booking_not_pending"
                 )
+            await ReminderService(self.session).schedule_for_booking(booking, booking.event, utcnow())
+            enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         else:
             booking.failure_reason = result.failure_message
+            await self.session.flush()
+            enqueue_after_commit(self.session, "send_payment_failed", payment_id=payment.id)
         await self.session.commit()
         await self.session.refresh(booking)
         if not result.succeeded:

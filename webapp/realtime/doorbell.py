@@ -101,17 +101,30 @@ class Doorbell(Protocol):
 
 
 class LocalDoorbell:
-    """Embedded mode: rings go straight to this process's streams."""
+    """Embedded mode: rings go straight to this process's streams. Jobs run on their own
+    event-loop thread in this mode, so a ring from there is handed over thread-safely."""
 
     def __init__(self, hub: Hub | None = None) -> None:
         self.hub = hub or Hub()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def ring(self, messages: Iterable[dict[str, Any]]) -> None:
+        batch = list(messages)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self.loop is None or running is self.loop:
+            self._deliver(batch)
+        else:
+            self.loop.call_soon_threadsafe(self._deliver, batch)
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             self.hub.deliver(message)
 
     async def start(self) -> None:
-        return None
+        self.loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
         self.hub.broadcast(CLOSE)

@@ -1,0 +1,78 @@
+"""The one Dramatiq broker of this process, configured before any actor is declared.
+
+Scaled mode (REDIS_URL set): a Redis broker; `dramatiq jobs` runs worker processes.
+Embedded mode (no REDIS_URL): an in-process broker whose worker threads run inside the web
+process (see jobs.embedded). Either way: async actors on the AsyncIO middleware, retries with
+exponential backoff and a cap, time limits, and a dead-letter queue that is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    AsyncIO,
+    Callbacks,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+log = logging.getLogger("tidings.jobs")
+
+MAX_RETRIES = int(os.environ.get("JOBS_MAX_RETRIES", "8"))
+MIN_BACKOFF_MS = int(os.environ.get("JOBS_MIN_BACKOFF_MS", "500"))
+MAX_BACKOFF_MS = int(os.environ.get("JOBS_MAX_BACKOFF_MS", "300000"))
+TIME_LIMIT_MS = int(os.environ.get("JOBS_TIME_LIMIT_MS", "120000"))
+# How long before the messages of a worker that vanished are handed to another (Redis).
+HEARTBEAT_TIMEOUT_MS = int(os.environ.get("JOBS_HEARTBEAT_TIMEOUT_MS", "15000"))
+
+
+class DeadLetterLog(Middleware):
+    """Says loudly when a message gives up and lands in the dead-letter queue."""
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        log.error(
+            "job %s (%s) moved to the dead-letter queue after %s attempts: %s",
+            message.message_id,
+            message.actor_name,
+            message.options.get("retries", 0),
+            (message.options.get("traceback") or "").strip().splitlines()[-1:] or "no traceback",
+        )
+
+
+def _middleware() -> list[Middleware]:
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=TIME_LIMIT_MS),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
+        AsyncIO(),
+        DeadLetterLog(),
+    ]
+
+
+def build_broker(redis_url: str | None) -> dramatiq.Broker:
+    if redis_url:
+        return RedisBroker(
+            url=redis_url,
+            middleware=_middleware(),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            # Separate deployments (or test runs) can share one Redis.
+            namespace=os.environ.get("JOBS_NAMESPACE", "dramatiq"),
+        )
+    return StubBroker(middleware=_middleware())
+
+
+broker = build_broker(os.environ.get("REDIS_URL") or None)
+dramatiq.set_broker(broker)

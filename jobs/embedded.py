@@ -1,0 +1,36 @@
+"""Embedded mode (no REDIS_URL): the worker threads and the scheduler run inside the web process."""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from dramatiq import Worker
+from dramatiq.asyncio import get_event_loop_thread
+
+from jobs import runtime, scheduler
+from webapp.settings import Settings
+
+WORKER_THREADS = int(os.environ.get("EMBEDDED_WORKER_THREADS", "2"))
+
+
+class EmbeddedJobs:
+    def __init__(self, settings: Settings, session_factory: object, run_scheduler: bool = True) -> None:
+        runtime.configure(settings)
+        self.worker = Worker(dramatiq.get_broker(), worker_threads=WORKER_THREADS, worker_timeout=100)
+        self.session_factory = session_factory
+        self.run_scheduler = run_scheduler
+        self._scheduler = None
+
+    def start(self) -> None:
+        self.worker.start()
+        if self.run_scheduler:
+            self._scheduler = scheduler.start(self.session_factory)
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(runtime.dispose())  # the jobs' engine lives on that loop
+        self.worker.stop(timeout=5000)

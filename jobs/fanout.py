@@ -1,0 +1,241 @@
+"""Fan-out to many people: event updates and cancellations, announcements, review requests.
+
+A root message finds the recipients and sends one chunk message per CHUNK_SIZE of them; each
+chunk is one bulk insert. Every notification has a per-recipient dedupe key, so a chunk that is
+delivered again (a worker killed mid-way, a retry) adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import dramatiq
+from sqlalchemy import select
+
+from jobs import runtime
+from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
+from webapp.auth.models import User
+from webapp.bookings.models import Booking, BookingAttendee
+from webapp.events.models import Event
+from webapp.notifications.services import NewNotification, NotificationService
+from webapp.timeutil import format_in_zone
+
+CHUNK_SIZE = 1000
+
+
+async def confirmed_attendees(session: Any, event_id: int) -> list[int]:
+    statement = (
+        select(BookingAttendee.user_id)
+        .join(Booking, Booking.id == BookingAttendee.booking_id)
+        .where(Booking.event_id == event_id, Booking.status == "confirmed")
+        .distinct()
+        .order_by(BookingAttendee.user_id)
+    )
+    return list(await session.scalars(statement))
+
+
+def send_chunks(actor: dramatiq.Actor, user_ids: Sequence[int], **kwargs: Any) -> int:
+    chunks = [list(user_ids[i : i + CHUNK_SIZE]) for i in range(0, len(user_ids), CHUNK_SIZE)]
+    for chunk in chunks:
+        actor.send_with_options(kwargs={**kwargs, "user_ids": chunk})
+    return len(chunks)
+
+
+async def _users(session: Any, user_ids: Sequence[int]) -> list[User]:
+    return list(await session.scalars(select(User).where(User.id.in_(user_ids)).order_by(User.id)))
+
+
+# ---- event updated / cancelled -------------------------------------------------------------
+
+
+@dramatiq.actor(queue_name="fanout")
+async def fan_out_event_change(
+    event_id: int, version: int, kind: str, changes: dict[str, Any] | None = None, outbox_id: int | None = None
+) -> None:
+    async with runtime.session() as session:
+        recipients = await confirmed_attendees(session, event_id)
+    send_chunks(notify_event_change, recipients, event_id=event_id, version=version, kind=kind, changes=changes or {})
+
+
+def describe_changes(changes: dict[str, Any], zone: str) -> str:
+    parts = []
+    for field, (old, new) in changes.items():
+        if field in ("starts_at", "ends_at"):
+            label = "Starts" if field == "starts_at" else "Ends"
+            old_text = format_in_zone(datetime.fromisoformat(old), zone)
+            new_text = format_in_zone(datetime.fromisoformat(new), zone)
+            parts.append(f"{label}: {old_text} → {new_text}")
+        else:
+            parts.append(f"{field.replace('_', ' ').capitalize()}: {old} → {new}")
+    return "; ".join(parts)
+
+
+def merge_changes(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """From the oldest 'before' to the newest 'after', per field; fields back where they were drop out."""
+    merged = {field: list(pair) for field, pair in older.items()}
+    for field, (old, new) in newer.items():
+        merged[field] = [merged[field][0] if field in merged else old, new]
+    return {field: pair for field, pair in merged.items() if pair[0] != pair[1]}
+
+
+@dramatiq.actor(queue_name="fanout")
+async def notify_event_change(
+    event_id: int, version: int, kind: str, changes: dict[str, Any], user_ids: list[int]
+) -> None:
+    async with runtime.session() as session:
+        event = await session.get(Event, event_id)
+        if event is None:
+            return
+        service = NotificationService(session)
+        users = await _users(session, user_ids)
+        if kind == "cancelled":
+            items = [
+                NewNotification(
+                    user_id=user.id,
+                    type="event_cancelled",
+                    title=f"Cancelled: {event.title}",
+                    body=f"It was to start {format_in_zone(event.starts_at, user.timezone)} at {event.venue}.",
+                    url=f"/events/{event.id}",
+                    data={"event_id": event.id, "version": version},
+                    subject_kind="event",
+                    subject_id=event.id,
+                    dedupe_key=f"event_cancelled:{event.id}:{user.id}",
+                )
+                for user in users
+            ]
+            # Reminders and updates about an event that will not happen are no longer news.
+            stale = await service.unread_about("event", event.id, ("event_reminder", "event_updated"), user_ids)
+            await service.mark_obsolete(stale)
+            await service.notify_many(items)
+            await session.commit()
+            return
+        # Updates: several unread updates of one event collapse into one item with merged changes.
+        pending = await service.unread_about("event", event.id, ("event_updated",), user_ids)
+        unread_by_user: dict[int, list[Any]] = {}
+        for n in pending:
+            unread_by_user.setdefault(n.user_id, []).append(n)
+        known = await service.about("event", event.id, ("event_updated",), user_ids)
+        newest_version = {uid: max(int(n.data.get("version", 0)) for n in ns) for uid, ns in _group(known).items()}
+        items, replaced = [], []
+        for user in users:
+            if newest_version.get(user.id, 0) >= version:
+                continue  # already told about this version, or a newer one
+            merged = changes
+            for older in sorted(unread_by_user.get(user.id, []), key=lambda n: n.seq):
+                merged = merge_changes(older.data.get("changes", {}), merged)
+                replaced.append(older)
+            if not merged:
+                continue
+            items.append(
+                NewNotification(
+                    user_id=user.id,
+                    type="event_updated",
+                    title=f"Changed: {event.title}",
+                    body=describe_changes(merged, user.timezone),
+                    url=f"/events/{event.id}",
+                    data={"event_id": event.id, "version": version, "changes": merged},
+                    subject_kind="event",
+                    subject_id=event.id,
+                    dedupe_key=f"event_updated:{event.id}:{version}:{user.id}",
+                )
+            )
+        await service.mark_obsolete(replaced)
+        await service.notify_many(items)
+        await session.commit()
+
+
+def _group(notifications: Sequence[Any]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = {}
+    for n in notifications:
+        grouped.setdefault(n.user_id, []).append(n)
+    return grouped
+
+
+# ---- announcements -------------------------------------------------------------------------
+
+
+@dramatiq.actor(queue_name="fanout")
+async def fan_out_announcement(
+    announcement: str,
+    sender_id: int,
+    title: str,
+    body: str,
+    event_id: int | None = None,
+    outbox_id: int | None = None,
+) -> None:
+    async with runtime.session() as session:
+        if event_id is not None:
+            recipients = await confirmed_attendees(session, event_id)
+        else:
+            recipients = list(await session.scalars(select(User.id).order_by(User.id)))
+    send_chunks(
+        notify_announcement,
+        recipients,
+        announcement=announcement,
+        sender_id=sender_id,
+        title=title,
+        body=body,
+        event_id=event_id,
+    )
+
+
+@dramatiq.actor(queue_name="fanout")
+async def notify_announcement(
+    announcement: str, sender_id: int, title: str, body: str, event_id: int | None, user_ids: list[int]
+) -> None:
+    async with runtime.session() as session:
+        await NotificationService(session).notify_many(
+            [
+                NewNotification(
+                    user_id=user_id,
+                    type="general",
+                    title=title,
+                    body=body,
+                    url=f"/events/{event_id}" if event_id else "/",
+                    data={"announcement": announcement},
+                    actor_id=sender_id,
+                    subject_kind="event" if event_id else None,
+                    subject_id=event_id,
+                    dedupe_key=f"announcement:{announcement}",
+                )
+                for user_id in user_ids
+            ]
+        )
+        await session.commit()
+
+
+# ---- review requests -----------------------------------------------------------------------
+
+
+@dramatiq.actor(queue_name="fanout")
+async def fan_out_review_requests(event_id: int) -> None:
+    async with runtime.session() as session:
+        recipients = await confirmed_attendees(session, event_id)
+    send_chunks(notify_review_request, recipients, event_id=event_id)
+
+
+@dramatiq.actor(queue_name="fanout")
+async def notify_review_request(event_id: int, user_ids: list[int]) -> None:
+    async with runtime.session() as session:
+        event = await session.get(Event, event_id)
+        if event is None or event.status != "scheduled":
+            return
+        await NotificationService(session).notify_many(
+            [
+                NewNotification(
+                    user_id=user_id,
+                    type="review_request",
+                    title=f"How was {event.title}?",
+                    body="Rate it and leave a comment for the organizer and other guests.",
+                    url=f"/events/{event.id}/review",
+                    data={"event_id": event.id},
+                    subject_kind="event",
+                    subject_id=event.id,
+                    dedupe_key=f"review_request:{event.id}",
+                )
+                for user_id in user_ids
+            ]
+        )
+        await session.commit()

@@ -1,0 +1,33 @@
+"""Group invitations, answerable from the notification itself."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from jobs import runtime
+from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
+from webapp.groups.models import Invitation
+from webapp.notifications.services import NewNotification, NotificationService
+
+
+@dramatiq.actor(queue_name="notifications")
+async def send_group_invitation(invitation_id: int, outbox_id: int | None = None) -> None:
+    async with runtime.session() as session:
+        invitation = await session.get(Invitation, invitation_id)
+        if invitation is None or invitation.status != "pending":
+            return
+        await NotificationService(session).notify(
+            NewNotification(
+                user_id=invitation.invitee_id,
+                type="group_invitation",
+                title=f"{invitation.inviter.name} invited you to “{invitation.group.name}”",
+                body="Accept to be included in the group's bookings.",
+                url="/groups",
+                data={"invitation_id": invitation.id, "group_id": invitation.group_id, "invitation_status": "pending"},
+                actor_id=invitation.inviter_id,
+                subject_kind="invitation",
+                subject_id=invitation.id,
+                dedupe_key=f"group_invitation:{invitation.id}",
+            )
+        )
+        await session.commit()

@@ -1,0 +1,108 @@
+"""The transactional outbox: follow-up jobs are rows in the caller's transaction.
+
+After the transaction commits they are handed to the job queue at once (the dispatcher is
+installed by `jobs`); if the process dies before that, the scheduler finds the rows still
+unmarked and enqueues them. A rolled-back transaction enqueues nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from webapp.db import utcnow
+from webapp.outbox.models import OutboxMessage
+
+log = logging.getLogger("tidings.outbox")
+
+Dispatcher = Callable[[str, dict[str, Any]], None]
+_dispatcher: Dispatcher | None = None
+_marking: set[asyncio.Task[None]] = set()
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    """`dispatcher(actor_name, kwargs)` sends one job; installed by the jobs package."""
+    global _dispatcher
+    _dispatcher = dispatcher
+
+
+def enqueue_after_commit(session: AsyncSession, actor_name: str, **payload: Any) -> OutboxMessage:
+    row = OutboxMessage(actor_name=actor_name, payload=payload)
+    session.add(row)
+    session.sync_session.info.setdefault("outbox_pending", []).append(row)
+    return row
+
+
+def dispatch(rows: list[tuple[int, str, dict[str, Any]]]) -> list[int]:
+    """Sends rows to the job queue; returns the ids that were handed over."""
+    if _dispatcher is None:
+        return []
+    sent = []
+    for outbox_id, actor_name, payload in rows:
+        try:
+            _dispatcher(actor_name, {**payload, "outbox_id": outbox_id})
+            sent.append(outbox_id)
+        except Exception as exc:  # noqa: BLE001 - the scheduler retries whatever did not go out
+            log.warning("could not enqueue outbox message %s (%s): %s", outbox_id, actor_name, exc)
+    return sent
+
+
+async def mark_enqueued(engine: AsyncEngine, ids: list[int]) -> None:
+    if not ids:
+        return
+    async with AsyncSession(engine) as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(enqueued_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+        )
+        await session.commit()
+
+
+async def enqueue_stranded(session: AsyncSession, older_than: timedelta, limit: int = 500) -> int:
+    """Re-enqueues rows committed but never marked enqueued (a crash between commit and
+    enqueue). Called by the scheduler."""
+    cutoff = utcnow() - older_than
+    rows = list(
+        await session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.enqueued_at.is_(None), OutboxMessage.created_at <= cutoff)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    sent = dispatch([(row.id, row.actor_name, row.payload) for row in rows])
+    if sent:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(sent))
+            .values(enqueued_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+        )
+    await session.commit()
+    return len(sent)
+
+
+@event.listens_for(Session, "after_commit")
+def _dispatch_after_commit(session: Session) -> None:
+    pending: list[OutboxMessage] = session.info.pop("outbox_pending", [])
+    if not pending:
+        return
+    sent = dispatch([(row.id, row.actor_name, row.payload) for row in pending])
+    engine = session.info.get("engine")
+    if sent and engine is not None:
+        task = asyncio.get_running_loop().create_task(mark_enqueued(engine, sent))
+        _marking.add(task)
+        task.add_done_callback(_marking.discard)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("outbox_pending", None)

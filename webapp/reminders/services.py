@@ -1,0 +1,152 @@
+"""Event reminders: 24 h, 1 h and 30 min before the start, kept true to the event.
+
+Rows are written when a booking is confirmed, rewritten in the same transaction when the event
+moves, and deleted when the event or booking is cancelled. A window already past when the row
+would be written is skipped. At send time everything is checked again, and a reminder is never
+sent once the event has started; a late one says the real time left.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.auth.models import User
+from webapp.bookings.models import Booking, BookingAttendee
+from webapp.events.models import Event
+from webapp.notifications.models import Notification
+from webapp.notifications.services import NewNotification, NotificationService
+from webapp.reminders.models import Reminder
+from webapp.timeutil import format_in_zone
+
+OFFSETS_MINUTES = (24 * 60, 60, 30)
+CLAIM_TIMEOUT = timedelta(minutes=5)  # a claimed reminder whose worker died is claimed again
+
+
+def time_left(start: datetime, now: datetime) -> str:
+    minutes = max(1, round((start - now).total_seconds() / 60))
+    if minutes < 90:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = round(minutes / 60)
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+def reminder_text(event: Event, user: User, now: datetime) -> tuple[str, str]:
+    title = f"“{event.title}” starts in {time_left(event.starts_at, now)}"
+    body = f"{format_in_zone(event.starts_at, user.timezone)} at {event.venue}."
+    return title, body
+
+
+class ReminderService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def schedule_for_booking(self, booking: Booking, event: Event, now: datetime) -> int:
+        """In the caller's transaction, when a booking is confirmed."""
+        rows = [
+            Reminder(
+                booking_id=booking.id,
+                event_id=event.id,
+                user_id=attendee.user_id,
+                offset_minutes=offset,
+                due_at=event.starts_at - timedelta(minutes=offset),
+                event_starts_at=event.starts_at,
+            )
+            for attendee in booking.attendees
+            for offset in OFFSETS_MINUTES
+            if event.starts_at - timedelta(minutes=offset) > now
+        ]
+        self.session.add_all(rows)
+        return len(rows)
+
+    async def reschedule_event(self, event: Event, now: datetime) -> int:
+        """In the caller's transaction, when the event's start changes: unsent reminders for the
+        old time are dropped and the confirmed attendees get fresh ones for the new time."""
+        await self.cancel_for_event(event.id)
+        bookings = await self.session.scalars(
+            select(Booking).where(Booking.event_id == event.id, Booking.status == "confirmed")
+        )
+        return sum([await self.schedule_for_booking(booking, event, now) for booking in bookings])
+
+    async def cancel_for_booking(self, booking_id: int) -> None:
+        await self.session.execute(
+            delete(Reminder).where(Reminder.booking_id == booking_id, Reminder.sent_at.is_(None))
+        )
+
+    async def cancel_for_event(self, event_id: int) -> None:
+        await self.session.execute(delete(Reminder).where(Reminder.event_id == event_id, Reminder.sent_at.is_(None)))
+
+    async def claim_due(self, now: datetime, limit: int = 1000) -> list[int]:
+        """Claims reminders that are due and whose event has not started. Two schedulers never
+        claim the same row (SKIP LOCKED on PostgreSQL; SQLite serialises writers); even if a
+        claim were repeated, the notification's dedupe key keeps it to one."""
+        candidates = (
+            select(Reminder.id)
+            .where(
+                Reminder.sent_at.is_(None),
+                Reminder.due_at <= now,
+                Reminder.event_starts_at > now,
+                (Reminder.claimed_at.is_(None)) | (Reminder.claimed_at < now - CLAIM_TIMEOUT),
+            )
+            .order_by(Reminder.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(await self.session.scalars(candidates))
+        if ids:
+            await self.session.execute(
+                update(Reminder)
+                .where(Reminder.id.in_(ids))
+                .values(claimed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        await self.session.commit()
+        return ids
+
+    async def send(self, reminder_id: int, now: datetime) -> Notification | None:
+        """The actor's work: re-check everything, then notify once."""
+        reminder = await self.session.get(Reminder, reminder_id, with_for_update=True)
+        if reminder is None or reminder.sent_at is not None:
+            await self.session.rollback()
+            return None
+        event = await self.session.get(Event, reminder.event_id)
+        booking = await self.session.get(Booking, reminder.booking_id)
+        attends = await self.session.scalar(
+            select(BookingAttendee.user_id).where(
+                BookingAttendee.booking_id == reminder.booking_id, BookingAttendee.user_id == reminder.user_id
+            )
+        )
+        user = await self.session.get(User, reminder.user_id)
+        still_true = (
+            event is not None
+            and booking is not None
+            and user is not None
+            and attends is not None
+            and event.status == "scheduled"
+            and booking.status == "confirmed"
+            and event.starts_at == reminder.event_starts_at
+            and now < event.starts_at
+        )
+        if not still_true:  # cancelled, moved, or too late: never after the start
+            await self.session.rollback()
+            return None
+        assert event is not None and user is not None
+        title, body = reminder_text(event, user, now)
+        notification = await NotificationService(self.session).notify(
+            NewNotification(
+                user_id=user.id,
+                type="event_reminder",
+                title=title,
+                body=body,
+                url=f"/events/{event.id}",
+                data={"event_id": event.id, "offset_minutes": reminder.offset_minutes},
+                subject_kind="event",
+                subject_id=event.id,
+                dedupe_key=f"reminder:{reminder.booking_id}:{reminder.offset_minutes}:{int(event.starts_at.timestamp())}",
+            )
+        )
+        reminder.sent_at = now
+        await self.session.commit()
+        return notification
