@@ -32,7 +32,13 @@ browser: install-dev
 		$(BIN)/playwright install chromium; \
 	fi
 
-test: install-dev browser
+# The real ActionCable and EventSource clients that tests/interop drives, at the versions pinned
+# in its package-lock.json; reinstalled only when the lock file is newer than the install.
+INTEROP_MODULES := tests/interop/node_modules/.package-lock.json
+$(INTEROP_MODULES): tests/interop/package-lock.json
+	npm ci --prefix tests/interop --no-audit --no-fund
+
+test: install-dev browser $(INTEROP_MODULES)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev

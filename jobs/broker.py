@@ -34,6 +34,8 @@ MAX_BACKOFF_MS = int(os.environ.get("JOBS_MAX_BACKOFF_MS", "300000"))
 TIME_LIMIT_MS = int(os.environ.get("JOBS_TIME_LIMIT_MS", "120000"))
 # How long before the messages of a worker that vanished are handed to another (Redis).
 HEARTBEAT_TIMEOUT_MS = int(os.environ.get("JOBS_HEARTBEAT_TIMEOUT_MS", "15000"))
+# Out of 100,000 fetches, how many also requeue the messages of dead workers (Redis).
+MAINTENANCE_CHANCE = int(os.environ.get("JOBS_MAINTENANCE_CHANCE", "1000"))
 
 
 class DeadLetterLog(Middleware):
@@ -68,6 +70,7 @@ def build_broker(redis_url: str | None) -> dramatiq.Broker:
             url=redis_url,
             middleware=_middleware(),
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            maintenance_chance=MAINTENANCE_CHANCE,
             # Separate deployments (or test runs) can share one Redis.
             namespace=os.environ.get("JOBS_NAMESPACE", "dramatiq"),
         )

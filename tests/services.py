@@ -6,6 +6,7 @@ With CI=true a missing service is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,10 +91,10 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "webapp"], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "webapp"], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -112,3 +113,56 @@ class LiveServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+class LiveWorker:
+    """`dramatiq jobs` worker processes (the scaled mode), in their own process group so a test
+    can SIGKILL them mid-job."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, threads: int = 2) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.threads = threads
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        dramatiq_cli = Path(sys.executable).with_name("dramatiq")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(dramatiq_cli), "jobs", "-p", "1", "-t", str(self.threads)],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye: what a crashed or OOM-killed worker looks like to the broker."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def scaled_env(database_url: str, secret: str) -> dict[str, str]:
+    """Settings for web and worker processes of one scaled deployment on the shared Redis; a
+    namespace of its own keeps its job queues apart from any other run's."""
+    if not redis_available():
+        missing_service(f"Redis is not answering at {REDIS_URL}")
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secret,
+        "REDIS_URL": REDIS_URL,
+        "JOBS_NAMESPACE": f"tidings-test-{uuid.uuid4().hex[:8]}",
+        "JOBS_HEARTBEAT_TIMEOUT_MS": "3000",
+        "JOBS_MAINTENANCE_CHANCE": "100000",
+        "LOG_LEVEL": "WARNING",
+    }

@@ -27,12 +27,14 @@ def upgrade_database(database_url: str | None = None) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from webapp.app import create_app
     from webapp.logs import uvicorn_log_config
+    from webapp.realtime.shutdown import StreamClosingServer
 
     settings = get_settings()
-    uvicorn.run(
-        "webapp.app:app_from_env",
-        factory=True,
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
@@ -40,6 +42,7 @@ def serve(args: argparse.Namespace) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=5,
     )
+    StreamClosingServer(config, app).run()
 
 
 def seed_demo(_: argparse.Namespace) -> None:

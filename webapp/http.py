@@ -6,9 +6,10 @@ browser is sent to the login page. No stack trace ever reaches a user.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Request, Response
@@ -16,6 +17,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +29,10 @@ from webapp.settings import Settings
 log = logging.getLogger("tidings.http")
 
 DbSession = NamedDependency[AsyncSession]
+# Ids in paths: anything outside the database's integer range is refused as bad input (400)
+# instead of reaching the driver.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
 AppSettings = NamedDependency[Settings]
 
 STATUS_CODES = {
@@ -79,6 +85,10 @@ def error_json(status: int, code: str, message: str, **extra: Any) -> Response[A
 
 
 def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Response[Any]:
+    if request.headers.get("hx-request"):
+        # An htmx request swaps a fragment into the page: leave the page alone and say why.
+        trigger = json.dumps({"tidings:error": {"message": message}})
+        return Response(None, status_code=status, headers={"HX-Reswap": "none", "HX-Trigger": trigger})
     return Template("error.html", context={"status": status, "message": message}, status_code=status)  # type: ignore[return-value]
 
 
@@ -102,8 +112,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if isinstance(exc, ValidationException):
         code = "validation_error"
         message = _validation_message(exc)
-    if is_api(request):
-        return error_json(status, code, message)
+    if is_api(request) or request.url.path.endswith("/stream"):
+        return error_json(status, code, message)  # an EventSource cannot follow a redirect to a page
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(target, safe='')}"

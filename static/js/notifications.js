@@ -77,6 +77,8 @@
       });
     }
     applyCount(change);
+    // "Mark all as read" elsewhere: an open dropdown here regroups its sections.
+    if (change.up_to_seq !== undefined && !panel.hidden) htmx.trigger(bell, "tidings:open");
   }
 
   async function applyReset(reset) {
@@ -94,8 +96,9 @@
     else if (message.kind === "reset") applyReset(JSON.parse(message.data));
   }
 
-  // Counts that come back on our own htmx requests (HX-Trigger: tidings:count).
+  // Counts that come back on our own htmx requests (HX-Trigger: tidings:count), and refusals.
   document.addEventListener("tidings:count", (event) => applyCount(event.detail));
+  document.addEventListener("tidings:error", (event) => showToast({ title: event.detail.message, body: "", url: "#" }));
 
   // ---- one stream per browser ----------------------------------------------------------------
 
@@ -181,9 +184,14 @@
     const next = event.key === "ArrowDown" ? Math.min(at + 1, all.length - 1) : Math.max(at - 1, 0);
     all[next].focus();
   });
-  document.getElementById("notif-panel-body").addEventListener("htmx:after:swap", () => {
+  // htmx fires after:swap on the element that made the request (the bell), not on the target.
+  bell.addEventListener("htmx:after:swap", () => {
     refreshPermissionButtons();
-    if (!panel.hidden && panel.contains(document.activeElement) === false && bell === document.activeElement) {
+    if (!panel.hidden && document.activeElement === bell) links()[0]?.focus();
+  });
+  bell.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown" && !panel.hidden) {
+      event.preventDefault();
       links()[0]?.focus();
     }
   });

@@ -45,10 +45,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- the server -------------------------------------------------------------------------------
 
 
+def server_env(database_url: str) -> dict[str, str]:
+    """The live server's environment; also for tests that start (and restart) a server of their own."""
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRET,
+        "LOG_LEVEL": "WARNING",
+        # Journeys announce far more often than a real admin may (the default is 10 an hour).
+        "ANNOUNCEMENTS_PER_HOUR": "100000",
+    }
+
+
+def server_tracebacks(log_path: Path, start: int = 0) -> str | None:
+    """A summary of the exceptions a server logged after byte `start` of its log, or None."""
+    if not log_path.exists():
+        return None
+    with log_path.open("rb") as log:
+        log.seek(start)
+        new = log.read().decode(errors="replace")
+    return _summarize_tracebacks(new) if "Traceback" in new else None
+
+
 @pytest.fixture(scope="session")
 def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log_path = tmp_path_factory.mktemp("e2e-server") / "server.log"
-    server = LiveServer({"DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRET, "LOG_LEVEL": "WARNING"}, log_path)
+    server = LiveServer(server_env(database_url), log_path)
     server.start()
     try:
         yield server
@@ -62,21 +83,21 @@ def no_server_errors(live_server: LiveServer) -> Iterator[None]:
     fine: the browser's own background requests (e.g. /favicon.ico) are invisible to the test."""
     start = live_server.log_path.stat().st_size if live_server.log_path.exists() else 0
     yield  # set up first, so torn down last: after this test's browser contexts are closed
-    with live_server.log_path.open("rb") as log:
-        log.seek(start)
-        new = log.read().decode(errors="replace")
-    if "Traceback" in new:
-        pytest.fail(f"the server logged exceptions during this test:\n{_summarize_tracebacks(new)}", pytrace=False)
+    summary = server_tracebacks(live_server.log_path, start)
+    if summary:
+        pytest.fail(f"the server logged exceptions during this test:\n{summary}", pytrace=False)
 
 
 def _summarize_tracebacks(log: str) -> str:
     """One line per distinct final exception, with a count (the full log is in the server log file)."""
     finals: dict[str, int] = {}
-    for block in re.split(r"^(?=ERROR:)", log, flags=re.MULTILINE):
-        if "Traceback" not in block:
+    lines = log.splitlines()
+    for at, line in enumerate(lines):
+        if not line.startswith("Traceback (most recent call last)"):
             continue
-        lines = [line for line in block.splitlines() if line.strip() and not line.startswith(" ")]
-        finals[lines[-1]] = finals.get(lines[-1], 0) + 1
+        # The exception line is the first unindented one after the frames, whatever the log format.
+        final = next((later for later in lines[at + 1 :] if later.strip() and not later[0].isspace()), "?")
+        finals[final] = finals.get(final, 0) + 1
     return "\n".join(f"  {count} x {final}" for final, count in finals.items())
 
 
@@ -108,12 +129,15 @@ async def browser() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-ContextFactory = Callable[[], Awaitable[BrowserContext]]
+ContextFactory = Callable[..., Awaitable[BrowserContext]]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def new_context(browser: Browser, base_url: str) -> AsyncIterator[ContextFactory]:
-    """Opens fresh, isolated browser contexts (a new 'user-data': no cookies, no storage)."""
+    """Opens fresh, isolated browser contexts (a new 'user-data': no cookies, no storage).
+
+    Keyword arguments go to `Browser.new_context` over the defaults, e.g. permissions=["notifications"],
+    or base_url= for a server the test started itself."""
     contexts: list[BrowserContext] = []
     problems: list[str] = []
 
@@ -125,10 +149,14 @@ async def new_context(browser: Browser, base_url: str) -> AsyncIterator[ContextF
         page.on("pageerror", lambda error: problems.append(f"JavaScript error on {page.url}: {error}"))
         page.on("response", on_response)
 
-    async def open_context() -> BrowserContext:
-        context = await browser.new_context(
-            base_url=base_url, viewport={"width": 1280, "height": 800}, locale="en-GB", timezone_id="UTC"
-        )
+    async def open_context(**options: Any) -> BrowserContext:
+        defaults: dict[str, Any] = {
+            "base_url": base_url,
+            "viewport": {"width": 1280, "height": 800},
+            "locale": "en-GB",
+            "timezone_id": "UTC",
+        }
+        context = await browser.new_context(**{**defaults, **options})
         context.set_default_timeout(ACTION_TIMEOUT_MS)
         context.on("page", watch)
         contexts.append(context)

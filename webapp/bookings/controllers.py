@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,14 +14,14 @@ from webapp.bookings.services import BookingService
 from webapp.errors import DomainError, PaymentDeclined, ValidationFailed
 from webapp.events.services import EventService
 from webapp.groups.services import GroupService
-from webapp.http import DbSession, current_user, error_json, require_user
+from webapp.http import DbSession, RowId, current_user, error_json, require_user
 from webapp.payments.services import PaymentService
 
 
 async def _payment_page(
     request: Request[Any, Any, Any],
     session: AsyncSession,
-    booking_id: FromPath[int],
+    booking_id: RowId,
     error: str = "",
     status: int = 200,
 ) -> Template:
@@ -37,9 +37,7 @@ class BookingPages(Controller):
     guards = [require_user]
 
     @post("/events/{event_id:int}/book", status_code=HTTP_200_OK)
-    async def book(
-        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
-    ) -> Response[Any]:
+    async def book(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Response[Any]:
         form = dict(await request.form())
         user = current_user(request)
         try:
@@ -60,7 +58,7 @@ class BookingPages(Controller):
         return Redirect("/bookings")
 
     async def _detail_with_error(
-        self, request: Request[Any, Any, Any], session: AsyncSession, event_id: FromPath[int], exc: DomainError
+        self, request: Request[Any, Any, Any], session: AsyncSession, event_id: RowId, exc: DomainError
     ) -> Template:
         session.expire_all()
         event = await EventService(session).get(event_id)
@@ -78,23 +76,17 @@ class BookingPages(Controller):
         return Template("bookings.html", context={"bookings": bookings})
 
     @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
-    async def cancel(
-        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
-    ) -> Redirect:
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> Redirect:
         form = dict(await request.form())
         await BookingService(db_session).cancel(current_user(request), booking_id)
         return Redirect(safe_next(str(form.get("next", "/bookings"))))
 
     @get("/bookings/{booking_id:int}/pay")
-    async def payment_form(
-        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
-    ) -> Template:
+    async def payment_form(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> Template:
         return await _payment_page(request, db_session, booking_id)
 
     @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK)
-    async def pay(
-        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
-    ) -> Response[Any]:
+    async def pay(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> Response[Any]:
         form = dict(await request.form())
         service = PaymentService(db_session, request.app.state.payment_gateway)
         try:
@@ -118,7 +110,7 @@ class BookingApi(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[BookingCreate],
         db_session: DbSession,
-        event_id: FromPath[int],
+        event_id: RowId,
     ) -> dict[str, Any]:
         booking = await BookingService(db_session).book(current_user(request), event_id, data.seats, data.group_id)
         return booking_json(booking)
@@ -133,7 +125,7 @@ class BookingApi(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[PaymentRequest],
         db_session: DbSession,
-        booking_id: FromPath[int],
+        booking_id: RowId,
     ) -> Response[Any]:
         user = current_user(request)
         try:
@@ -150,7 +142,5 @@ class BookingApi(Controller):
         return Response(booking_json(booking))
 
     @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
-    async def cancel(
-        self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: FromPath[int]
-    ) -> dict[str, Any]:
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> dict[str, Any]:
         return booking_json(await BookingService(db_session).cancel(current_user(request), booking_id))

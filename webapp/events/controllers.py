@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -13,7 +13,7 @@ from webapp.events.forms import event_form_values, form_errors_for, parse_event_
 from webapp.events.schemas import EventCreate, EventPatch, event_json
 from webapp.events.services import EventDetails, EventService
 from webapp.groups.services import GroupService
-from webapp.http import DbSession, current_user, require_user
+from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.reviews.services import ReviewService
 from webapp.timeutil import common_timezones
@@ -26,7 +26,7 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 def _event_form(
-    form: dict[str, str], errors: dict[str, str], event_id: FromPath[int] | None = None, status: int = 200
+    form: dict[str, str], errors: dict[str, str], event_id: RowId | None = None, status: int = 200
 ) -> Template:
     return Template(
         "event_form.html",
@@ -66,7 +66,7 @@ class EventPages(Controller):
         return Template("_event_list.html", context={"events": events, "q": q})
 
     @get("/events/{event_id:int}")
-    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Template:
+    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
         event = await EventService(db_session).get(event_id)
         user = request.user
         groups = await GroupService(db_session).list_for_member(user) if user else []
@@ -97,14 +97,12 @@ class EventPages(Controller):
         return Redirect(f"/events/{event.id}")
 
     @get("/events/{event_id:int}/edit", guards=[require_user])
-    async def edit(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Template:
+    async def edit(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
         event = await EventService(db_session).get_organized(current_user(request), event_id)
         return _event_form(event_form_values(event), {}, event_id=event.id)
 
     @post("/events/{event_id:int}/edit", guards=[require_user], status_code=HTTP_200_OK)
-    async def update(
-        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
-    ) -> Response[Any]:
+    async def update(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Response[Any]:
         form = await _form(request)
         service = EventService(db_session)
         await service.get_organized(current_user(request), event_id)
@@ -116,7 +114,7 @@ class EventPages(Controller):
         return Redirect(f"/organizer/events/{event_id}")
 
     @post("/events/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
-    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Redirect:
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Redirect:
         await EventService(db_session).cancel(current_user(request), event_id)
         return Redirect(f"/organizer/events/{event_id}")
 
@@ -126,15 +124,11 @@ class EventPages(Controller):
         return Template("organizer.html", context={"events": events})
 
     @get("/organizer/events/{event_id:int}", guards=[require_user])
-    async def attendees(
-        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
-    ) -> Template:
+    async def attendees(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
         return await _organizer_event_page(db_session, current_user(request), event_id)
 
     @post("/organizer/events/{event_id:int}/announce", guards=[require_user], status_code=HTTP_200_OK)
-    async def announce(
-        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
-    ) -> Template:
+    async def announce(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
         user = current_user(request)
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
@@ -163,7 +157,7 @@ class EventApi(Controller):
         return event_json(await EventService(db_session).create(current_user(request), details))
 
     @get("/{event_id:int}")
-    async def show(self, db_session: DbSession, event_id: FromPath[int]) -> dict[str, Any]:
+    async def show(self, db_session: DbSession, event_id: RowId) -> dict[str, Any]:
         return event_json(await EventService(db_session).get(event_id))
 
     @patch("/{event_id:int}", guards=[require_user])
@@ -172,12 +166,10 @@ class EventApi(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[EventPatch],
         db_session: DbSession,
-        event_id: FromPath[int],
+        event_id: RowId,
     ) -> dict[str, Any]:
         return event_json(await EventService(db_session).update(current_user(request), event_id, data.changes()))
 
     @post("/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
-    async def cancel(
-        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
-    ) -> dict[str, Any]:
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> dict[str, Any]:
         return event_json(await EventService(db_session).cancel(current_user(request), event_id))

@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.errors import DomainError
 from webapp.groups.schemas import GroupCreate, InvitationCreate, group_json, invitation_json
 from webapp.groups.services import GroupService
-from webapp.http import DbSession, current_user, require_user
+from webapp.http import DbSession, RowId, current_user, require_user
+from webapp.notifications.controllers import count_trigger
+from webapp.notifications.services import NotificationService, notification_json
+from webapp.notifications.views import item_view
 
 
 class GroupPages(Controller):
@@ -56,14 +59,14 @@ class GroupPages(Controller):
         return Redirect(f"/groups/{group.id}")
 
     @get("/groups/{group_id:int}")
-    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: FromPath[int]) -> Template:
+    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: RowId) -> Template:
         return await self._detail(request, db_session, group_id)
 
     async def _detail(
         self,
         request: Request[Any, Any, Any],
         session: AsyncSession,
-        group_id: FromPath[int],
+        group_id: RowId,
         errors: dict[str, str] | None = None,
         notice: str = "",
         status: int = 200,
@@ -82,7 +85,7 @@ class GroupPages(Controller):
         )
 
     @post("/groups/{group_id:int}/invite", status_code=HTTP_200_OK)
-    async def invite(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: FromPath[int]) -> Template:
+    async def invite(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: RowId) -> Template:
         email = str(dict(await request.form()).get("email", ""))
         try:
             invitation = await GroupService(db_session).invite(current_user(request), group_id, email)
@@ -102,20 +105,37 @@ class GroupPages(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: DbSession,
-        invitation_id: FromPath[int],
+        invitation_id: RowId,
         answer: FromPath[str],
     ) -> Response[Any]:
         service = GroupService(db_session)
         user = current_user(request)
+        form = dict(await request.form())
         if answer == "accept":
             invitation = await service.accept(user, invitation_id)
         elif answer == "decline":
             invitation = await service.decline(user, invitation_id)
         else:
             raise NotFoundException("No such action.")
+        if form.get("notification_id"):
+            # Answered from the notification itself: it is read now and shows the answer, in place.
+            return await self._answered_notification(user, db_session, str(form["notification_id"]), invitation.status)
         if request.headers.get("hx-request"):
             return Template("_invitation.html", context={"invitation": invitation})
         return Redirect(f"/groups/{invitation.group_id}" if invitation.status == "accepted" else "/groups")
+
+    async def _answered_notification(self, user: Any, session: Any, notification_id: str, status: str) -> Template:
+        notifications = NotificationService(session)
+        try:
+            notification = await notifications.annotate(user.id, int(notification_id), invitation_status=status)
+        except ValueError:
+            raise NotFoundException("No such notification.") from None
+        notification, state = await notifications.mark_read(user.id, notification.id)
+        return Template(
+            "_notification_item.html",
+            context={"n": item_view(notification_json(notification), user.timezone)},
+            headers=count_trigger(state),
+        )
 
 
 class GroupApi(Controller):
@@ -134,18 +154,18 @@ class GroupApi(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[InvitationCreate],
         db_session: DbSession,
-        group_id: FromPath[int],
+        group_id: RowId,
     ) -> dict[str, Any]:
         return invitation_json(await GroupService(db_session).invite(current_user(request), group_id, data.email))
 
     @post("/invitations/{invitation_id:int}/accept", status_code=HTTP_200_OK)
     async def accept(
-        self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: FromPath[int]
+        self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
     ) -> dict[str, Any]:
         return invitation_json(await GroupService(db_session).accept(current_user(request), invitation_id))
 
     @post("/invitations/{invitation_id:int}/decline", status_code=HTTP_200_OK)
     async def decline(
-        self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: FromPath[int]
+        self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
     ) -> dict[str, Any]:
         return invitation_json(await GroupService(db_session).decline(current_user(request), invitation_id))

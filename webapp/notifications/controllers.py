@@ -5,12 +5,12 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from webapp.errors import ValidationFailed
-from webapp.http import DbSession, current_user, require_user
+from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.notifications.views import TYPE_LABELS, item_view
@@ -29,7 +29,7 @@ class AnnouncementRequest(msgspec.Struct):
     event_id: int | None = None
 
 
-def _count_trigger(state: InboxState) -> dict[str, str]:
+def count_trigger(state: InboxState) -> dict[str, str]:
     """The new count rides on htmx responses too (HX-Trigger), so the badge follows even
     before the stream's copy arrives; tabs keep whichever version is newer."""
     detail = {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
@@ -100,24 +100,18 @@ class NotificationPages(Controller):
         )
 
     @get("/{notification_id:int}/open")
-    async def open(
-        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: FromPath[int]
-    ) -> Redirect:
+    async def open(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Redirect:
         """Marks read, then follows the link: the read cannot lose a race with the navigation."""
         notification, _ = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
         target = notification.url if notification.url.startswith("/") and not notification.url.startswith("//") else "/"
         return Redirect(target)
 
     @post("/{notification_id:int}/read", status_code=HTTP_200_OK)
-    async def read(
-        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: FromPath[int]
-    ) -> Template:
+    async def read(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Template:
         return await self._set(request, db_session, notification_id, read=True)
 
     @post("/{notification_id:int}/unread", status_code=HTTP_200_OK)
-    async def unread(
-        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: FromPath[int]
-    ) -> Template:
+    async def unread(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Template:
         return await self._set(request, db_session, notification_id, read=False)
 
     async def _set(self, request: Request[Any, Any, Any], session: Any, notification_id: int, read: bool) -> Template:
@@ -128,7 +122,7 @@ class NotificationPages(Controller):
         return Template(
             "_notification_item.html",
             context={"n": item_view(notification_json(notification), user.timezone)},
-            headers=_count_trigger(state),
+            headers=count_trigger(state),
         )
 
     @post("/read_all", status_code=HTTP_200_OK)
@@ -140,7 +134,7 @@ class NotificationPages(Controller):
         if not request.headers.get("hx-request"):
             return Redirect("/notifications")
         items, _ = await service.listing(user.id, limit=PANEL_SIZE)
-        return self._panel(items, state, user.timezone, _count_trigger(state))
+        return self._panel(items, state, user.timezone, count_trigger(state))
 
 
 class NotificationApi(Controller):
@@ -175,14 +169,14 @@ class NotificationApi(Controller):
 
     @post("/notifications/{notification_id:int}/read", status_code=HTTP_200_OK)
     async def read(
-        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: FromPath[int]
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
     ) -> dict[str, Any]:
         notification, state = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
         return {"notification": notification_json(notification), "unread_count": state.unread_count}
 
     @post("/notifications/{notification_id:int}/unread", status_code=HTTP_200_OK)
     async def unread(
-        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: FromPath[int]
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
     ) -> dict[str, Any]:
         notification, state = await NotificationService(db_session).mark_unread(
             current_user(request).id, notification_id

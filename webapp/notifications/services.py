@@ -285,6 +285,13 @@ class NotificationService:
             ],
         )
 
+    async def annotate(self, user_id: int, notification_id: int, **data: Any) -> Notification:
+        """Records what became of the thing a notification is about (e.g. an answered invitation)."""
+        notification = await self.get(user_id, notification_id)
+        notification.data = {**notification.data, **data}
+        await self.session.flush()
+        return notification
+
     async def mark_seen(self, user_id: int) -> int:
         """Opening the dropdown marks everything seen (not read)."""
         result = await self.session.execute(

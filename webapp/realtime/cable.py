@@ -19,6 +19,7 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from webapp.errors import DomainError
+from webapp.http import MAX_ROW_ID
 from webapp.notifications.services import NotificationService
 from webapp.realtime.access import origin_allowed, token_deadline
 from webapp.realtime.stream import InboxStream, StreamEvent
@@ -122,22 +123,30 @@ class CableConnection:
             await self.send(identifier=identifier, type="reject_subscription")
             return
         last_seq = params.get("last_seq")
-        subscription = hub.subscribe(self.user.id, config.queue_size)
-        stream = InboxStream(
-            user_id=self.user.id,
-            last_seq=last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None,
-            subscription=subscription,
-            sessionmaker=self.state.sessionmaker,
-            config=config,
-        )
+        start = last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None
         await self.send(identifier=identifier, type="confirm_subscription")
-        self.subscriptions[identifier] = asyncio.create_task(self._forward(identifier, stream))
+        self.subscriptions[identifier] = asyncio.create_task(self._forward(identifier, start))
 
-    async def _forward(self, identifier: str, stream: InboxStream) -> None:
-        async for event in stream.events():
-            message = _channel_message(event)
-            if message is not None:
-                await self.send(identifier=identifier, message=message)
+    async def _forward(self, identifier: str, last_seq: int | None) -> None:
+        """Streams until the socket closes. A stream that reaches its maximum lifetime is resumed
+        here from the last seq sent: ActionCable clients resubscribe without a position, so
+        handing the reconnect to them could lose what arrives in between."""
+        config = self.state.stream_config
+        while True:
+            stream = InboxStream(
+                user_id=self.user.id,
+                last_seq=last_seq,
+                subscription=self.state.doorbell.hub.subscribe(self.user.id, config.queue_size),
+                sessionmaker=self.state.sessionmaker,
+                config=config,
+            )
+            async for event in stream.events():
+                message = _channel_message(event)
+                if message is not None:
+                    await self.send(identifier=identifier, message=message)
+            if stream.closed_by_server:
+                return
+            last_seq = stream.sent_seq
 
     async def _perform(self, data: Any) -> None:
         try:
@@ -150,7 +159,10 @@ class CableConnection:
             service = NotificationService(session)
             try:
                 if action == "mark_as_read":
-                    await service.mark_read(self.user.id, int(payload["id"]))
+                    notification_id = int(payload["id"])
+                    if not 1 <= notification_id <= MAX_ROW_ID:
+                        raise ValueError("id out of range")
+                    await service.mark_read(self.user.id, notification_id)
                 elif action == "mark_all_as_read":
                     up_to = payload.get("up_to_seq")
                     await service.mark_all_read(self.user.id, up_to if isinstance(up_to, int) else None)

@@ -57,6 +57,7 @@ class InboxStream:
         self.deadline = min(lifetime_end, expires_at) if expires_at else lifetime_end
         self.sent_seq = 0
         self.sent_version = -1
+        self.closed_by_server = False  # shutdown or a reader too slow: do not resume in-process
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
@@ -73,6 +74,7 @@ class InboxStream:
                     continue
                 kind = message.get("type")
                 if kind == "close":
+                    self.closed_by_server = True
                     return
                 if kind == "new":
                     async for event in self._on_new(message):

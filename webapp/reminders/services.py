@@ -78,6 +78,18 @@ class ReminderService:
     async def cancel_for_event(self, event_id: int) -> None:
         await self.session.execute(delete(Reminder).where(Reminder.event_id == event_id, Reminder.sent_at.is_(None)))
 
+    async def _superseded(self, reminder: Reminder, now: datetime) -> bool:
+        later = await self.session.scalar(
+            select(Reminder.id).where(
+                Reminder.booking_id == reminder.booking_id,
+                Reminder.user_id == reminder.user_id,
+                Reminder.event_starts_at == reminder.event_starts_at,
+                Reminder.offset_minutes < reminder.offset_minutes,
+                Reminder.due_at <= now,
+            )
+        )
+        return later is not None
+
     async def claim_due(self, now: datetime, limit: int = 1000) -> list[int]:
         """Claims reminders that are due and whose event has not started. Two schedulers never
         claim the same row (SKIP LOCKED on PostgreSQL; SQLite serialises writers); even if a
@@ -133,6 +145,11 @@ class ReminderService:
             await self.session.rollback()
             return None
         assert event is not None and user is not None
+        if await self._superseded(reminder, now):
+            # After downtime several windows can be due at once: only the latest one is sent.
+            reminder.sent_at = now
+            await self.session.commit()
+            return None
         title, body = reminder_text(event, user, now)
         notification = await NotificationService(self.session).notify(
             NewNotification(

@@ -4,13 +4,13 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from webapp.errors import ValidationFailed
 from webapp.events.services import EventService
-from webapp.http import DbSession, current_user, require_user
+from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.reviews.models import Review
 from webapp.reviews.services import ReviewService
 
@@ -36,15 +36,13 @@ class ReviewPages(Controller):
     guards = [require_user]
 
     @get("/")
-    async def form(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]) -> Template:
+    async def form(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
         event = await EventService(db_session).get(event_id)
         await ReviewService(db_session).check_can_review(current_user(request), event)
         return Template("review_form.html", context={"event": event, "form": {}, "errors": {}})
 
     @post("/", status_code=HTTP_200_OK)
-    async def create(
-        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: FromPath[int]
-    ) -> Response[Any]:
+    async def create(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Response[Any]:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         try:
             rating = int(form.get("rating", ""))
@@ -70,7 +68,7 @@ class ReviewApi(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[ReviewCreate],
         db_session: DbSession,
-        event_id: FromPath[int],
+        event_id: RowId,
     ) -> dict[str, Any]:
         return review_json(
             await ReviewService(db_session).create(current_user(request), event_id, data.rating, data.comment)
