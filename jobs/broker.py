@@ -42,12 +42,13 @@ class DeadLetterLog(Middleware):
     """Says loudly when a message gives up and lands in the dead-letter queue."""
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        last_line = ((message.options.get("traceback") or "").strip().splitlines() or ["no traceback"])[-1]
         log.error(
-            "job %s (%s) moved to the dead-letter queue after %s attempts: %s",
+            "job %s (%s) moved to the dead-letter queue after %s retries: %s",
             message.message_id,
             message.actor_name,
             message.options.get("retries", 0),
-            (message.options.get("traceback") or "").strip().splitlines()[-1:] or "no traceback",
+            last_line,
         )
 
 

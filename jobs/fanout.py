@@ -63,6 +63,8 @@ async def fan_out_event_change(
 
 def describe_changes(changes: dict[str, Any], zone: str) -> str:
     parts = []
+    if "starts_at" in changes and "ends_at" in changes and _same_duration(changes):
+        changes = {k: v for k, v in changes.items() if k != "ends_at"}  # moved as a whole: the start says it
     for field, (old, new) in changes.items():
         if field in ("starts_at", "ends_at"):
             label = "Starts" if field == "starts_at" else "Ends"
@@ -72,6 +74,12 @@ def describe_changes(changes: dict[str, Any], zone: str) -> str:
         else:
             parts.append(f"{field.replace('_', ' ').capitalize()}: {old} → {new}")
     return "; ".join(parts)
+
+
+def _same_duration(changes: dict[str, Any]) -> bool:
+    (old_start, new_start), (old_end, new_end) = changes["starts_at"], changes["ends_at"]
+    parse = datetime.fromisoformat
+    return bool(parse(old_end) - parse(old_start) == parse(new_end) - parse(new_start))
 
 
 def merge_changes(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
