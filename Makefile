@@ -13,7 +13,7 @@ $(UV):
 	.tools/bin/pip install --quiet uv==0.13.9
 
 install: $(UV)
-	$(UV) sync --frozen --no-dev
+	$(UV) sync --frozen --no-dev --inexact
 
 install-dev: $(UV)
 	$(UV) sync --frozen

@@ -7,6 +7,8 @@ delivered again (a worker killed mid-way, a retry) adds nothing.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -45,8 +47,9 @@ def send_chunks(actor: dramatiq.Actor, user_ids: Sequence[int], **kwargs: Any) -
     return len(chunks)
 
 
-async def _users(session: Any, user_ids: Sequence[int]) -> list[User]:
-    return list(await session.scalars(select(User).where(User.id.in_(user_ids)).order_by(User.id)))
+async def _users(session: Any, user_ids: Sequence[int]) -> list[Any]:
+    """Recipients' ids and time zones (rows, not ORM objects: a chunk has a thousand)."""
+    return list(await session.execute(select(User.id, User.timezone).where(User.id.in_(user_ids)).order_by(User.id)))
 
 
 # ---- event updated / cancelled -------------------------------------------------------------
@@ -122,18 +125,17 @@ async def notify_event_change(
             await session.commit()
             return
         # Updates: several unread updates of one event collapse into one item with merged changes.
-        pending = await service.unread_about("event", event.id, ("event_updated",), user_ids)
-        unread_by_user: dict[int, list[Any]] = {}
-        for n in pending:
-            unread_by_user.setdefault(n.user_id, []).append(n)
-        known = await service.about("event", event.id, ("event_updated",), user_ids)
-        newest_version = {uid: max(int(n.data.get("version", 0)) for n in ns) for uid, ns in _group(known).items()}
+        known = _group(await service.about("event", event.id, ("event_updated",), user_ids))
+        describe = functools.lru_cache(maxsize=None)(
+            lambda merged_json, zone: describe_changes(json.loads(merged_json), zone)
+        )
         items, replaced = [], []
         for user in users:
-            if newest_version.get(user.id, 0) >= version:
+            earlier = known.get(user.id, [])
+            if any(int(n.data.get("version", 0)) >= version for n in earlier):
                 continue  # already told about this version, or a newer one
             merged = changes
-            for older in sorted(unread_by_user.get(user.id, []), key=lambda n: n.seq):
+            for older in sorted((n for n in earlier if n.read_at is None), key=lambda n: n.seq):
                 merged = merge_changes(older.data.get("changes", {}), merged)
                 replaced.append(older)
             if not merged:
@@ -143,7 +145,7 @@ async def notify_event_change(
                     user_id=user.id,
                     type="event_updated",
                     title=f"Changed: {event.title}",
-                    body=describe_changes(merged, user.timezone),
+                    body=describe(json.dumps(merged, sort_keys=True), user.timezone),
                     url=f"/events/{event.id}",
                     data={"event_id": event.id, "version": version, "changes": merged},
                     subject_kind="event",

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +42,37 @@ class NewNotification:
     expires_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedNotification:
+    """A notification just inserted by notify_many, without the cost of an ORM object."""
+
+    id: int
+    user_id: int
+    seq: int
+    type: str
+    title: str
+    body: str
+    url: str
+    data: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime | None
+    seen_at: None = None
+    read_at: None = None
+    obsolete_at: None = None
+
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = (
+        "user_id",
+        "seq",
+        "type",
+        "title",
+        "body",
+        "url",
+        "data",
+        "created_at",
+        "expires_at",
+    )
+
+
 @dataclass(frozen=True)
 class InboxState:
     unread_count: int
@@ -49,7 +80,7 @@ class InboxState:
     version: int
 
 
-def notification_json(n: Notification) -> dict[str, Any]:
+def notification_json(n: Notification | CreatedNotification, created_iso: str | None = None) -> dict[str, Any]:
     return {
         "id": n.id,
         "seq": n.seq,
@@ -58,7 +89,7 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "body": n.body,
         "url": n.url,
         "data": n.data,
-        "created_at": n.created_at.isoformat(),
+        "created_at": created_iso or n.created_at.isoformat(),
         "seen_at": n.seen_at.isoformat() if n.seen_at else None,
         "read_at": n.read_at.isoformat() if n.read_at else None,
         "obsolete": n.obsolete_at is not None,
@@ -79,12 +110,12 @@ class NotificationService:
 
     # ---- creating -------------------------------------------------------------------------
 
-    async def notify(self, item: NewNotification) -> Notification | None:
+    async def notify(self, item: NewNotification) -> CreatedNotification | None:
         """Adds one notification in the caller's transaction; None if its dedupe_key was used."""
         created = await self.notify_many([item])
         return created[0] if created else None
 
-    async def notify_many(self, items: Sequence[NewNotification]) -> list[Notification]:
+    async def notify_many(self, items: Sequence[NewNotification]) -> list[CreatedNotification]:
         """Adds notifications in the caller's transaction, skipping dedupe_keys already used
         for that user. The doorbell rings for each after the caller commits."""
         for item in items:
@@ -122,20 +153,30 @@ class NotificationService:
             )
         if not rows:
             return []
-        created = list(
-            await self.session.scalars(insert(Notification).returning(Notification, sort_by_parameter_order=True), rows)
-        )
+        # Core executemany with RETURNING, batched into multi-row INSERTs. Asking for the rows back
+        # in parameter order would make SQLite insert one row per statement, so ids are matched
+        # by (user_id, seq), which is unique.
+        table = Notification.__table__
+        inserted = await self.session.execute(insert(table).returning(table.c.id, table.c.user_id, table.c.seq), rows)
+        ids = {(user_id, seq): notification_id for notification_id, user_id, seq in inserted}
+        created = [
+            CreatedNotification(
+                id=ids[(row["user_id"], row["seq"])], **{k: row[k] for k in CreatedNotification.ROW_FIELDS}
+            )
+            for row in rows
+        ]
         touched = sorted({row["user_id"] for row in rows})
         for user_id in touched:
             counters[user_id]["version"] += 1
+        counter_table = NotificationCounter.__table__
         await self.session.execute(
-            update(NotificationCounter),
-            [
-                {"user_id": uid, "last_seq": counters[uid]["last_seq"], "version": counters[uid]["version"]}
-                for uid in touched
-            ],
+            update(counter_table)
+            .where(counter_table.c.user_id == bindparam("uid"))
+            .values(last_seq=bindparam("last"), version=bindparam("ver")),
+            [{"uid": uid, "last": counters[uid]["last_seq"], "ver": counters[uid]["version"]} for uid in touched],
         )
         counts = await self._unread_counts(touched, now)
+        created_iso = now.isoformat()
         queue_after_commit(
             self.session.sync_session,
             [
@@ -143,7 +184,7 @@ class NotificationService:
                     "type": "new",
                     "user": n.user_id,
                     "seq": n.seq,
-                    "notification": notification_json(n),
+                    "notification": notification_json(n, created_iso),
                     "unread_count": counts[n.user_id],
                     "version": counters[n.user_id]["version"],
                 }
@@ -361,7 +402,7 @@ class NotificationService:
 
     # ---- broadcasting (public names used by jobs and the realtime layer) -----------------
 
-    async def broadcast_to_user(self, user_id: int, notification: Notification) -> None:
+    async def broadcast_to_user(self, user_id: int, notification: Notification | CreatedNotification) -> None:
         """Rings the doorbell for a committed notification, e.g. to re-announce it."""
         state = await self.state(user_id)
         _ring(
@@ -393,12 +434,11 @@ class NotificationService:
     async def _lock_counters(self, user_ids: list[int]) -> dict[int, dict[str, int]]:
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
         make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        for chunk in _chunks(user_ids):
-            await self.session.execute(
-                make_insert(NotificationCounter)
-                .values([{"user_id": uid, "last_seq": 0, "version": 0} for uid in chunk])
-                .on_conflict_do_nothing(index_elements=["user_id"])
-            )
+        # executemany of one cached statement (a multi-VALUES insert would compile anew per size).
+        await self.session.execute(
+            make_insert(NotificationCounter.__table__).on_conflict_do_nothing(index_elements=["user_id"]),
+            [{"user_id": uid, "last_seq": 0, "version": 0} for uid in user_ids],
+        )
         counters: dict[int, dict[str, int]] = {}
         for chunk in _chunks(user_ids):
             result = await self.session.execute(

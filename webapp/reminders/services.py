@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.events.models import Event
-from webapp.notifications.models import Notification
-from webapp.notifications.services import NewNotification, NotificationService
+from webapp.notifications.services import CreatedNotification, NewNotification, NotificationService
 from webapp.reminders.models import Reminder
 from webapp.timeutil import format_in_zone
 
@@ -117,7 +116,7 @@ class ReminderService:
         await self.session.commit()
         return ids
 
-    async def send(self, reminder_id: int, now: datetime) -> Notification | None:
+    async def send(self, reminder_id: int, now: datetime) -> CreatedNotification | None:
         """The actor's work: re-check everything, then notify once."""
         reminder = await self.session.get(Reminder, reminder_id, with_for_update=True)
         if reminder is None or reminder.sent_at is not None:
