@@ -20,22 +20,20 @@ import os
 import tempfile
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 import dramatiq
 from dramatiq import Middleware, Worker
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 import jobs
 from jobs import runtime
 from jobs.fanout import CHUNK_SIZE
+from tests.crowd import seed_crowd
 from tests.services import throwaway_postgres_database
-from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.cli import upgrade_database
-from webapp.db import create_engine, create_sessionmaker, utcnow
-from webapp.events.models import Event
+from webapp.db import create_engine, create_sessionmaker
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.realtime.doorbell import LocalDoorbell, set_doorbell
@@ -88,60 +86,7 @@ async def naive_notify(event_id: int, version: int, user_id: int) -> None:
 async def seed(database_url: str, attendees: int, tag: str) -> int:
     engine = create_engine(database_url)
     async with create_sessionmaker(engine)() as session:
-        organizer = User(email=f"{tag}-organizer@example.com", name="Organizer", password_hash="x", timezone="UTC")
-        session.add(organizer)
-        await session.flush()
-        start = utcnow().replace(microsecond=0) + timedelta(days=5)
-        event = Event(
-            organizer_id=organizer.id,
-            title="Stadium Show",
-            venue="Arena",
-            description="",
-            timezone="Europe/Berlin",
-            starts_at=start,
-            ends_at=start + timedelta(hours=3),
-            capacity=attendees,
-            seats_booked=attendees,
-            price_cents=0,
-            currency="EUR",
-        )
-        session.add(event)
-        await session.flush()
-        ids = [
-            row[0]
-            for row in await session.execute(
-                insert(User).returning(User.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "email": f"{tag}-fan{i}@example.com",
-                        "name": f"Fan {i}",
-                        "password_hash": "x",
-                        "timezone": "Europe/Berlin",
-                    }
-                    for i in range(attendees)
-                ],
-            )
-        ]
-        bookings = await session.execute(
-            insert(Booking).returning(Booking.id, sort_by_parameter_order=True),
-            [
-                {
-                    "event_id": event.id,
-                    "user_id": uid,
-                    "seats": 1,
-                    "amount_cents": 0,
-                    "currency": "EUR",
-                    "status": "confirmed",
-                    "confirmed_at": utcnow(),
-                }
-                for uid in ids
-            ],
-        )
-        await session.execute(
-            insert(BookingAttendee), [{"booking_id": b, "user_id": u} for (b,), u in zip(bookings, ids, strict=True)]
-        )
-        await session.commit()
-        event_id = event.id
+        _, event_id = await seed_crowd(session, attendees, tag)
     await engine.dispose()
     return event_id
 

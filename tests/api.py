@@ -15,6 +15,19 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+class Account:
+    """Someone signed in to the API."""
+
+    def __init__(self, user_id: int, email: str, token: str) -> None:
+        self.id = user_id
+        self.email = email
+        self.token = token
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return bearer(self.token)
+
+
 async def register(client: Any, name: str = "", email: str = "", timezone: str = "UTC") -> tuple[dict[str, Any], str]:
     n = next(_counter)
     response = await client.post(

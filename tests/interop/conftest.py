@@ -22,6 +22,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.api import Account
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.services import LiveServer, missing_service
 from webapp.auth.models import User
@@ -178,17 +179,6 @@ def assert_no_server_errors(server: LiveServer, since: int) -> None:
 
 
 # --- set-up through the database and the API -------------------------------------------------
-
-
-class Account:
-    def __init__(self, user_id: int, email: str, token: str) -> None:
-        self.id = user_id
-        self.email = email
-        self.token = token
-
-    @property
-    def bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def create_account(session: AsyncSession, http: httpx.AsyncClient, *, admin: bool = False) -> Account:

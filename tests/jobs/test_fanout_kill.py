@@ -10,68 +10,15 @@ import time
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
 from tests.conftest import TEST_SECRET
+from tests.crowd import seed_crowd
 from tests.services import LiveServer, LiveWorker, scaled_env
-from webapp.auth.models import User
-from webapp.bookings.models import Booking, BookingAttendee
 from webapp.db import utcnow
-from webapp.events.models import Event
 from webapp.notifications.models import Notification
 
 ATTENDEES = 2000
-
-
-async def seed_event_with_attendees(session, count: int) -> tuple[int, int]:
-    organizer = User(email="kill-organizer@example.com", name="Organizer", password_hash="x", timezone="UTC")
-    session.add(organizer)
-    await session.flush()
-    start = utcnow().replace(microsecond=0) + timedelta(days=5)
-    event = Event(
-        organizer_id=organizer.id,
-        title="Big Concert",
-        venue="Arena",
-        description="",
-        timezone="Europe/Berlin",
-        starts_at=start,
-        ends_at=start + timedelta(hours=3),
-        capacity=count,
-        seats_booked=count,
-        price_cents=0,
-        currency="EUR",
-    )
-    session.add(event)
-    await session.flush()
-    users = await session.execute(
-        insert(User).returning(User.id, sort_by_parameter_order=True),
-        [
-            {"email": f"fan{i}@example.com", "name": f"Fan {i}", "password_hash": "x", "timezone": "UTC"}
-            for i in range(count)
-        ],
-    )
-    user_ids = [row[0] for row in users]
-    bookings = await session.execute(
-        insert(Booking).returning(Booking.id, sort_by_parameter_order=True),
-        [
-            {
-                "event_id": event.id,
-                "user_id": uid,
-                "seats": 1,
-                "amount_cents": 0,
-                "currency": "EUR",
-                "status": "confirmed",
-                "confirmed_at": utcnow(),
-            }
-            for uid in user_ids
-        ],
-    )
-    await session.execute(
-        insert(BookingAttendee),
-        [{"booking_id": bid, "user_id": uid} for (bid,), uid in zip(bookings, user_ids, strict=True)],
-    )
-    await session.commit()
-    return organizer.id, event.id
 
 
 COUNT_SQL = (
@@ -95,7 +42,7 @@ async def updates_for(session, event_id: int) -> tuple[int, int]:
 async def test_a_worker_killed_mid_fan_out_leaves_every_attendee_exactly_one_notification(
     database_url, session, tmp_path
 ):
-    organizer_id, event_id = await seed_event_with_attendees(session, ATTENDEES)
+    organizer_id, event_id = await seed_crowd(session, ATTENDEES, tag="kill")
     env = {**scaled_env(database_url, TEST_SECRET), "JOBS_FANOUT_CHUNK_SIZE": "500"}
     web = LiveServer(env=env, log_path=tmp_path / "web.log")
     first = LiveWorker(env=env, log_path=tmp_path / "worker-1.log", threads=1)

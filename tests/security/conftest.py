@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from tests.api import Account
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.services import LiveServer
 from webapp.auth.models import User
@@ -85,17 +86,6 @@ async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 # --- accounts and notifications --------------------------------------------------------------
-
-
-class Account:
-    def __init__(self, user_id: int, email: str, token: str) -> None:
-        self.id = user_id
-        self.email = email
-        self.token = token
-
-    @property
-    def bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 class Accounts:
