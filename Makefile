@@ -42,8 +42,8 @@ test: install-dev browser $(INTEROP_MODULES)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev
-	$(BIN)/ruff check webapp jobs tests
-	$(BIN)/mypy webapp jobs
+	$(BIN)/ruff check webapp jobs tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .tools var/tidings.db* tests/e2e/artifacts

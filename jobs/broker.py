@@ -67,7 +67,7 @@ def _middleware() -> list[Middleware]:
 
 def build_broker(redis_url: str | None) -> dramatiq.Broker:
     if redis_url:
-        return RedisBroker(
+        return RedisBroker(  # type: ignore[no-untyped-call]
             url=redis_url,
             middleware=_middleware(),
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,

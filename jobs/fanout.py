@@ -40,7 +40,7 @@ async def confirmed_attendees(session: Any, event_id: int) -> list[int]:
     return list(await session.scalars(statement))
 
 
-def send_chunks(actor: dramatiq.Actor, user_ids: Sequence[int], **kwargs: Any) -> int:
+def send_chunks(actor: dramatiq.Actor[Any, Any], user_ids: Sequence[int], **kwargs: Any) -> int:
     chunks = [list(user_ids[i : i + CHUNK_SIZE]) for i in range(0, len(user_ids), CHUNK_SIZE)]
     for chunk in chunks:
         actor.send_with_options(kwargs={**kwargs, "user_ids": chunk})

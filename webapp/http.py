@@ -89,7 +89,7 @@ def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Re
         # An htmx request swaps a fragment into the page: leave the page alone and say why.
         trigger = json.dumps({"tidings:error": {"message": message}})
         return Response(None, status_code=status, headers={"HX-Reswap": "none", "HX-Trigger": trigger})
-    return Template("error.html", context={"status": status, "message": message}, status_code=status)  # type: ignore[return-value]
+    return Template("error.html", context={"status": status, "message": message}, status_code=status)
 
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
@@ -119,7 +119,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         location = f"/login?next={quote(target, safe='')}"
         if request.headers.get("hx-request"):
             return Response(None, status_code=204, headers={"HX-Redirect": location})
-        return Redirect(location)  # type: ignore[return-value]
+        return Redirect(location)
     if status == 403 and "CSRF" in message:
         message = "Your form expired. Reload the page and try again."
     return error_page(request, status, message)

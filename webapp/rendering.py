@@ -35,7 +35,7 @@ def configure_environment(env: Environment) -> None:
     env.globals["htmx_version"] = HTMX_VERSION
 
 
-def template_config(directory: Path) -> TemplateConfig:
+def template_config(directory: Path) -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(
         directory=directory,
         engine=JinjaTemplateEngine,

@@ -104,7 +104,8 @@ class SessionAuthMiddleware(ASGIMiddleware):
     @staticmethod
     async def _load_user(state: Any, user_id: int) -> User | None:
         async with state.sessionmaker() as session:
-            return await session.get(User, user_id)
+            user: User | None = await session.get(User, user_id)
+            return user
 
 
 def _query_token(scope: Scope) -> str | None:

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,9 @@ from webapp.notifications.models import NOTIFICATION_TYPES, Notification, Notifi
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
 
 STATUSES = ("unread", "read", "all")
+# The tables themselves, for Core bulk statements (the ORM would build an object per row).
+NOTIFICATIONS = cast(Table, Notification.__table__)
+COUNTERS = cast(Table, NotificationCounter.__table__)
 MAX_PAGE = 100
 IN_CHUNK = 900  # stays under every driver's bound-parameter limit
 
@@ -156,7 +159,7 @@ class NotificationService:
         # Core executemany with RETURNING, batched into multi-row INSERTs. Asking for the rows back
         # in parameter order would make SQLite insert one row per statement, so ids are matched
         # by (user_id, seq), which is unique.
-        table = Notification.__table__
+        table = NOTIFICATIONS
         inserted = await self.session.execute(insert(table).returning(table.c.id, table.c.user_id, table.c.seq), rows)
         ids = {(user_id, seq): notification_id for notification_id, user_id, seq in inserted}
         created = [
@@ -168,7 +171,7 @@ class NotificationService:
         touched = sorted({row["user_id"] for row in rows})
         for user_id in touched:
             counters[user_id]["version"] += 1
-        counter_table = NotificationCounter.__table__
+        counter_table = COUNTERS
         await self.session.execute(
             update(counter_table)
             .where(counter_table.c.user_id == bindparam("uid"))
@@ -436,7 +439,7 @@ class NotificationService:
         make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         # executemany of one cached statement (a multi-VALUES insert would compile anew per size).
         await self.session.execute(
-            make_insert(NotificationCounter.__table__).on_conflict_do_nothing(index_elements=["user_id"]),
+            make_insert(COUNTERS).on_conflict_do_nothing(index_elements=["user_id"]),
             [{"user_id": uid, "last_seq": 0, "version": 0} for uid in user_ids],
         )
         counters: dict[int, dict[str, int]] = {}

@@ -42,7 +42,7 @@ def token_deadline(connection: ASGIConnection[Any, Any, Any, Any]) -> float | No
     expires_at = getattr(info, "expires_at", None)
     if expires_at is None:
         return None
-    return time.monotonic() + (expires_at.timestamp() - time.time())
+    return float(time.monotonic() + (expires_at.timestamp() - time.time()))
 
 
 def parse_last_seq(header: str | None, query: str | None) -> int | None:
@@ -52,6 +52,6 @@ def parse_last_seq(header: str | None, query: str | None) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)  # type: ignore[arg-type]
+        return int(raw)
     except ValueError:
         return -1

@@ -201,7 +201,7 @@ class RedisDoorbell:
                 log.warning("doorbell connection lost (%s); retrying in %.1f s", exc, delay)
             finally:
                 try:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                     await client.aclose()
                 except (RedisError, OSError):
                     pass
