@@ -179,3 +179,23 @@ async def test_a_subscriber_that_falls_behind_is_closed_not_buffered(users, door
     assert (await subscription.next(0.1))["type"] == "close"
     subscription.close()
     assert doorbell.hub.count(a) == 0
+
+
+async def test_broadcast_to_user_and_broadcast_notification_count_ring_the_doorbell(session, users, doorbell):
+    a, _ = users
+    created = await NotificationService(session).notify(note(a, "again"))
+    await session.commit()
+    subscription = doorbell.hub.subscribe(a, maxsize=10)
+    service = NotificationService(session)
+    await service.broadcast_to_user(a, created)
+    again = await subscription.next(1)
+    assert (again["type"], again["seq"], again["notification"]["title"], again["unread_count"]) == (
+        "new",
+        1,
+        "again",
+        1,
+    )
+    state = await service.broadcast_notification_count(a)
+    count = await subscription.next(1)
+    assert (count["type"], count["unread_count"], count["seq"], count["version"]) == ("count", 1, 1, state.version)
+    subscription.close()
