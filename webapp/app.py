@@ -63,11 +63,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        # Streams only read; on SQLite they get their own deferred-transaction engine.
+        stream_engine = create_engine(settings.database_url, readers_only=True) if settings.is_sqlite else engine
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         counter: Counter = RedisCounter(redis) if redis else MemoryCounter()
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.stream_sessionmaker = create_sessionmaker(stream_engine)
         app.state.redis = redis
         app.state.payment_gateway = TestPaymentGateway()
         app.state.login_guard = LoginGuard(
@@ -104,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if redis:
                 await redis.aclose()
             await engine.dispose()
+            await stream_engine.dispose()
 
     csrf = CSRFConfig(
         secret=settings.secret_key,

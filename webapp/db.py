@@ -51,15 +51,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(database_url: str, *, readers_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """`readers_only`: an engine for code that never writes (the streams). On SQLite its
+    transactions begin deferred, so a reader never holds the write lock."""
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, "BEGIN" if readers_only else "BEGIN IMMEDIATE")
         return engine
     return create_async_engine(database_url, pool_pre_ping=True, **kwargs)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below decide how a transaction starts.
@@ -73,7 +75,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -137,7 +137,7 @@ class CableConnection:
                 user_id=self.user.id,
                 last_seq=last_seq,
                 subscription=self.state.doorbell.hub.subscribe(self.user.id, config.queue_size),
-                sessionmaker=self.state.sessionmaker,
+                sessionmaker=self.state.stream_sessionmaker,
                 config=config,
             )
             async for event in stream.events():

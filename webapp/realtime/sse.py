@@ -53,24 +53,27 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
     state = request.app.state
     user = admit(request, state.settings, state.doorbell.hub, state.stream_config)
     last_seq = parse_last_seq(request.headers.get("last-event-id"), request.query_params.get("last_event_id"))
-    # Subscribe before the stream reads the database, so nothing falls between the two.
-    subscription = state.doorbell.hub.subscribe(user.id, state.stream_config.queue_size)
-    stream = InboxStream(
-        user_id=user.id,
-        last_seq=last_seq,
-        subscription=subscription,
-        sessionmaker=state.sessionmaker,
-        config=state.stream_config,
-        expires_at=token_deadline(request),
-    )
+    expires_at = token_deadline(request)
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        # Subscribed here, when the response starts, not in the handler: a client that leaves
+        # before the body is streamed never runs this generator, and would leak its slot.
+        # Subscribing before the stream reads the database means nothing falls in between.
+        subscription = state.doorbell.hub.subscribe(user.id, state.stream_config.queue_size)
+        stream = InboxStream(
+            user_id=user.id,
+            last_seq=last_seq,
+            subscription=subscription,
+            sessionmaker=state.stream_sessionmaker,
+            config=state.stream_config,
+            expires_at=expires_at,
+        )
         try:
             yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
             async for event in stream.events():
                 yield encode(event)
         finally:
-            subscription.close()  # also when the client left before the stream started
+            subscription.close()
 
     return ServerSentEvent(messages(), headers=HEADERS)
 

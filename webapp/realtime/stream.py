@@ -8,10 +8,11 @@ replay limit) the client gets one `reset` and refetches its views.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +20,7 @@ from webapp.notifications.services import InboxState, NotificationService, notif
 from webapp.realtime.doorbell import Subscription
 
 REPLAY_BATCH = 100
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,7 @@ class InboxStream:
 
     async def _replay(self) -> AsyncIterator[StreamEvent]:
         while True:
-            async with self.sessionmaker() as session:
-                rows = await NotificationService(session).since(self.user_id, self.sent_seq, REPLAY_BATCH)
+            rows = await self._read(lambda service: service.since(self.user_id, self.sent_seq, REPLAY_BATCH))
             for row in rows:
                 self.sent_seq = row.seq
                 yield StreamEvent("notification", row.seq, notification_json(row))
@@ -146,8 +147,17 @@ class InboxStream:
         return True
 
     async def _state(self) -> InboxState:
-        async with self.sessionmaker() as session:
-            return await NotificationService(session).state(self.user_id)
+        return await self._read(lambda service: service.state(self.user_id))
+
+    async def _read(self, query: Callable[[NotificationService], Awaitable[T]]) -> T:
+        """A short read in its own session, finished even if the client leaves meanwhile: a
+        cancelled query could hand its connection back mid-transaction."""
+
+        async def run() -> T:
+            async with self.sessionmaker() as session:
+                return await query(NotificationService(session))
+
+        return await asyncio.shield(run())
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:
