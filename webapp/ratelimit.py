@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("tidings.ratelimit")
 
 
 class Counter(Protocol):
@@ -33,6 +37,9 @@ class MemoryCounter:
 
 
 class RedisCounter:
+    """Shared by every process. If Redis is unreachable the limits fail open (and say so in
+    the log): an outage of the limiter must not become an outage of logins and announcements."""
+
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
@@ -41,14 +48,22 @@ class RedisCounter:
 
     async def hit(self, key: str, window_seconds: int) -> int:
         redis_key = self._key(key, window_seconds)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(redis_key)
-            pipe.expire(redis_key, window_seconds)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(redis_key)
+                pipe.expire(redis_key, window_seconds)
+                count, _ = await pipe.execute()
+        except RedisError as exc:
+            log.warning("rate limit not recorded, Redis unavailable: %s", exc)
+            return 0
         return int(count)
 
     async def peek(self, key: str, window_seconds: int) -> int:
-        value = await self._redis.get(self._key(key, window_seconds))
+        try:
+            value = await self._redis.get(self._key(key, window_seconds))
+        except RedisError as exc:
+            log.warning("rate limit not checked, Redis unavailable: %s", exc)
+            return 0
         return int(value or 0)
 
 

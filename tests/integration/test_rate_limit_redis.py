@@ -29,10 +29,11 @@ def guard(redis: Redis) -> LoginGuard:
 
 async def test_failures_counted_by_one_process_block_logins_in_another(redis):
     email = f"{uuid.uuid4().hex}@example.com"
+    address = f"10.0.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"  # fresh: windows outlive a run
     first_process, second_process = guard(redis), guard(redis)
     for _ in range(3):
-        await first_process.check(email, "10.0.0.1")
-        await first_process.record_failure(email, "10.0.0.1")
+        await first_process.check(email, address)
+        await first_process.record_failure(email, address)
     with pytest.raises(RateLimited) as blocked:
         await second_process.check(email, "10.0.0.2")
     assert 0 < blocked.value.retry_after <= 60
@@ -48,3 +49,14 @@ async def test_the_address_limit_spans_accounts(redis):
     with pytest.raises(RateLimited):
         await limiter.check("fresh@example.com", address)
     await limiter.check("fresh@example.com", "10.200.0.1")  # another address is unaffected
+
+
+async def test_limits_fail_open_when_redis_is_unreachable(caplog):
+    from tests.services import free_port
+
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    limiter = guard(unreachable)
+    await limiter.record_failure("someone@example.com", "10.1.1.1")
+    await limiter.check("someone@example.com", "10.1.1.1")  # no exception: logins keep working
+    assert any("Redis unavailable" in record.getMessage() for record in caplog.records)
+    await unreachable.aclose()
