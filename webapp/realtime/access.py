@@ -9,7 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 
 from webapp.auth.models import User
-from webapp.realtime.doorbell import Hub
+from webapp.realtime.doorbell import Hub, Subscription
 from webapp.realtime.stream import StreamConfig
 from webapp.settings import Settings
 
@@ -25,15 +25,20 @@ def origin_allowed(connection: ASGIConnection[Any, Any, Any, Any], settings: Set
     return origin is None or origin.rstrip("/") in settings.allowed_origins
 
 
-def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, hub: Hub, config: StreamConfig) -> User:
+def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> User:
     user = connection.user
     if user is None:
         raise NotAuthorizedException("Log in to continue.")
     if not origin_allowed(connection, settings):
         raise PermissionDeniedException("This origin may not open a stream.")
-    if hub.count(user.id) >= config.max_connections_per_user:
-        raise TooManyConnections(detail=f"At most {config.max_connections_per_user} open streams per user.")
     return user  # type: ignore[no-any-return]
+
+
+def take_slot(hub: Hub, user_id: int, config: StreamConfig) -> Subscription:
+    """Subscribes within the per-user cap; no await between the check and the subscription."""
+    if hub.count(user_id) >= config.max_connections_per_user:
+        raise TooManyConnections(detail=f"At most {config.max_connections_per_user} open streams per user.")
+    return hub.subscribe(user_id, config.queue_size)
 
 
 def token_deadline(connection: ASGIConnection[Any, Any, Any, Any]) -> float | None:

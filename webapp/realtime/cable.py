@@ -21,7 +21,8 @@ from litestar.exceptions import WebSocketDisconnect
 from webapp.errors import DomainError
 from webapp.http import MAX_ROW_ID
 from webapp.notifications.services import NotificationService
-from webapp.realtime.access import origin_allowed, token_deadline
+from webapp.realtime.access import TooManyConnections, origin_allowed, take_slot, token_deadline
+from webapp.realtime.doorbell import Subscription
 from webapp.realtime.stream import InboxStream, StreamEvent
 
 log = logging.getLogger("tidings.cable")
@@ -114,39 +115,43 @@ class CableConnection:
             log.info("ignored cable command %r", command)
 
     async def _subscribe(self, identifier: str, params: dict[str, Any]) -> None:
-        hub = self.state.doorbell.hub
-        config = self.state.stream_config
         if params.get("channel") != CHANNEL or identifier in self.subscriptions:
             await self.send(identifier=identifier, type="reject_subscription")
             return
-        if hub.count(self.user.id) >= config.max_connections_per_user:
+        try:
+            subscription = take_slot(self.state.doorbell.hub, self.user.id, self.state.stream_config)
+        except TooManyConnections:
             await self.send(identifier=identifier, type="reject_subscription")
             return
         last_seq = params.get("last_seq")
         start = last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None
         await self.send(identifier=identifier, type="confirm_subscription")
-        self.subscriptions[identifier] = asyncio.create_task(self._forward(identifier, start))
+        self.subscriptions[identifier] = asyncio.create_task(self._forward(identifier, subscription, start))
 
-    async def _forward(self, identifier: str, last_seq: int | None) -> None:
+    async def _forward(self, identifier: str, subscription: Subscription, last_seq: int | None) -> None:
         """Streams until the socket closes. A stream that reaches its maximum lifetime is resumed
         here from the last seq sent: ActionCable clients resubscribe without a position, so
         handing the reconnect to them could lose what arrives in between."""
         config = self.state.stream_config
-        while True:
-            stream = InboxStream(
-                user_id=self.user.id,
-                last_seq=last_seq,
-                subscription=self.state.doorbell.hub.subscribe(self.user.id, config.queue_size),
-                sessionmaker=self.state.stream_sessionmaker,
-                config=config,
-            )
-            async for event in stream.events():
-                message = _channel_message(event)
-                if message is not None:
-                    await self.send(identifier=identifier, message=message)
-            if stream.closed_by_server:
-                return
-            last_seq = stream.sent_seq
+        try:
+            while True:
+                stream = InboxStream(
+                    user_id=self.user.id,
+                    last_seq=last_seq,
+                    subscription=subscription,
+                    sessionmaker=self.state.stream_sessionmaker,
+                    config=config,
+                )
+                async for event in stream.events():
+                    message = _channel_message(event)
+                    if message is not None:
+                        await self.send(identifier=identifier, message=message)
+                if stream.closed_by_server:
+                    return
+                last_seq = stream.sent_seq
+                subscription = self.state.doorbell.hub.subscribe(self.user.id, config.queue_size)
+        finally:
+            subscription.close()  # also when cancelled before the stream began
 
     async def _perform(self, data: Any) -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ log = logging.getLogger("tidings.doorbell")
 CHANNEL = "tidings:doorbell"
 RESYNC = {"type": "resync"}
 CLOSE = {"type": "close"}
+UNSTARTED_GRACE = 2.0  # seconds
 
 
 class Subscription:
@@ -36,6 +38,10 @@ class Subscription:
         self.user_id = user_id
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
+        self.created = time.monotonic()
+        # Set when a stream begins consuming. A subscription nobody started within
+        # UNSTARTED_GRACE belongs to a client that left before its response body began.
+        self.started = False
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed:
@@ -77,6 +83,11 @@ class Hub:
                 del self._by_user[subscription.user_id]
 
     def count(self, user_id: int) -> int:
+        """Open subscriptions of a user, after dropping those abandoned before they started."""
+        cutoff = time.monotonic() - UNSTARTED_GRACE
+        for subscription in tuple(self._by_user.get(user_id, ())):
+            if not subscription.started and subscription.created < cutoff:
+                self.unsubscribe(subscription)
         return len(self._by_user.get(user_id, ()))
 
     def total(self) -> int:

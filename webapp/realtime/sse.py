@@ -11,7 +11,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from webapp.http import require_user
 from webapp.notifications.views import render_item
-from webapp.realtime.access import admit, parse_last_seq, token_deadline
+from webapp.realtime.access import admit, parse_last_seq, take_slot, token_deadline
 from webapp.realtime.stream import InboxStream, StreamEvent
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
@@ -51,23 +51,22 @@ def page_encoder(timezone: str, environment: Any) -> Encoder:
 
 def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
     state = request.app.state
-    user = admit(request, state.settings, state.doorbell.hub, state.stream_config)
+    user = admit(request, state.settings)
     last_seq = parse_last_seq(request.headers.get("last-event-id"), request.query_params.get("last_event_id"))
-    expires_at = token_deadline(request)
+    # Subscribing takes one of the user's slots at once (check and take in one step, so streams
+    # opened together cannot all slip under the cap), and before the stream reads the database,
+    # so nothing falls in between.
+    subscription = take_slot(state.doorbell.hub, user.id, state.stream_config)
+    stream = InboxStream(
+        user_id=user.id,
+        last_seq=last_seq,
+        subscription=subscription,
+        sessionmaker=state.stream_sessionmaker,
+        config=state.stream_config,
+        expires_at=token_deadline(request),
+    )
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        # Subscribed here, when the response starts, not in the handler: a client that leaves
-        # before the body is streamed never runs this generator, and would leak its slot.
-        # Subscribing before the stream reads the database means nothing falls in between.
-        subscription = state.doorbell.hub.subscribe(user.id, state.stream_config.queue_size)
-        stream = InboxStream(
-            user_id=user.id,
-            last_seq=last_seq,
-            subscription=subscription,
-            sessionmaker=state.stream_sessionmaker,
-            config=state.stream_config,
-            expires_at=expires_at,
-        )
         try:
             yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
             async for event in stream.events():
@@ -75,6 +74,8 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
         finally:
             subscription.close()
 
+    # A client that leaves before the body starts means this generator never runs, so its
+    # `finally` never does: the hub then frees the never-started slot after a short grace.
     return ServerSentEvent(messages(), headers=HEADERS)
 
 

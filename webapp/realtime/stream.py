@@ -62,6 +62,7 @@ class InboxStream:
         self.closed_by_server = False  # shutdown or a reader too slow: do not resume in-process
 
     async def events(self) -> AsyncIterator[StreamEvent]:
+        self.subscription.started = True
         try:
             async for event in self._opening():
                 yield event
