@@ -254,7 +254,7 @@ async def test_member_finds_event_books_two_seats_and_pays(
     await pay(page, "4242 4242 4242 4242")
     await page.wait_for_url(f"/bookings?paid={booking_id}")
     await expect(page.get_by_role("heading", name="My bookings")).to_be_visible()
-    await expect(page.get_by_role("status")).to_contain_text("your booking is confirmed")
+    await expect(page.locator("main").get_by_role("status")).to_contain_text("your booking is confirmed")
     row = booking_row(page, booking_id)
     await expect(row.get_by_role("link", name=event.title)).to_be_visible()
     await expect(row.locator("td").nth(2)).to_have_text("2")
@@ -312,7 +312,7 @@ async def test_declined_card_leaves_the_booking_pending(page: Page, shot: Screen
 
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="My bookings").click()
     await page.wait_for_url("/bookings")
-    await expect(page.get_by_role("status")).to_have_count(0)
+    await expect(page.locator("main").get_by_role("status")).to_have_count(0)
     pending = booking_row(page, booking_id)
     await expect(pending.locator(".status")).to_have_text("pending")
     await expect(pending.get_by_role("link", name="Pay")).to_be_visible()
