@@ -44,6 +44,7 @@ test: install-dev browser $(INTEROP_MODULES)
 lint: install-dev
 	$(BIN)/ruff check webapp jobs tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .tools var/tidings.db* tests/e2e/artifacts

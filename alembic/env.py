@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
-from webapp.db import Base, create_engine, import_all_models
+from alembic import context
+from webapp.db import Base, create_engine
 from webapp.settings import get_settings
+from webapp.tables import import_all_models
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -14,3 +14,4 @@ from webapp.reminders.services import ReminderService
 async def send_event_reminder(reminder_id: int) -> None:
     async with runtime.session() as session:
         await ReminderService(session).send(reminder_id, utcnow())
+        await session.commit()

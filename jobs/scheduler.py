@@ -48,7 +48,6 @@ async def claim_review_requests(session: AsyncSession, now: datetime) -> list[in
     ids = list(await session.scalars(candidates))
     if ids:
         await session.execute(update(Event).where(Event.id.in_(ids)).values(review_requests_at=now))
-    await session.commit()
     return ids
 
 
@@ -57,14 +56,17 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
     now = now or utcnow()
     async with session_factory() as session:  # type: ignore[operator]
         reminder_ids = await ReminderService(session).claim_due(now)
+        await session.commit()
     for reminder_id in reminder_ids:
         send_event_reminder.send(reminder_id)
     async with session_factory() as session:  # type: ignore[operator]
         event_ids = await claim_review_requests(session, now)
+        await session.commit()
     for event_id in event_ids:
         fan_out_review_requests.send(event_id)
     async with session_factory() as session:  # type: ignore[operator]
         stranded = await enqueue_stranded(session, OUTBOX_GRACE)
+        await session.commit()
     if reminder_ids or event_ids or stranded:
         log.info(
             "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows",

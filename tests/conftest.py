@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.services import throwaway_postgres_database
 from webapp.app import create_app
 from webapp.cli import upgrade_database
-from webapp.db import Base, create_engine, create_sessionmaker, import_all_models
+from webapp.db import Base, create_engine, create_sessionmaker
 from webapp.settings import Settings, load_settings
+from webapp.tables import import_all_models
 
 TEST_SECRET = "test-secret-key-with-plenty-of-entropy-0123456789"
 DEFAULT_PASSWORD = "correct horse battery"

@@ -34,6 +34,7 @@ from webapp.realtime.doorbell import Doorbell, LocalDoorbell, RedisDoorbell, set
 from webapp.realtime.sse import api_stream, page_stream
 from webapp.realtime.stream import StreamConfig
 from webapp.rendering import template_config
+from webapp.retry import RetryConflictsMiddleware
 from webapp.reviews.controllers import ReviewApi, ReviewPages
 from webapp.settings import Settings, get_settings
 
@@ -51,7 +52,7 @@ async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
     user = request.scope.get("user")  # unset on paths no route matched
     if user is None or path.startswith(("/api/", "/static/")) or path.endswith("/stream"):
         return
-    async with request.app.state.sessionmaker() as session:
+    async with request.app.state.reader_sessionmaker() as session:
         request.state.inbox = await NotificationService(session).state(user.id)
 
 
@@ -62,15 +63,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        # Streams only read; on SQLite they get their own deferred-transaction engine.
-        stream_engine = create_engine(settings.database_url, readers_only=True) if settings.is_sqlite else engine
+        timeouts = settings.database_timeouts
+        engine = create_engine(settings.database_url, timeouts=timeouts)
+        # Reads (GET requests, streams, the auth lookup) never take SQLite's write lock.
+        reader_engine = (
+            create_engine(settings.database_url, readers_only=True, timeouts=timeouts) if settings.is_sqlite else engine
+        )
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         counter: Counter = RedisCounter(redis) if redis else MemoryCounter()
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.stream_sessionmaker = create_sessionmaker(stream_engine)
+        app.state.reader_sessionmaker = create_sessionmaker(reader_engine)
         app.state.redis = redis
         app.state.payment_gateway = TestPaymentGateway()
         app.state.login_guard = LoginGuard(
@@ -107,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if redis:
                 await redis.aclose()
             await engine.dispose()
-            await stream_engine.dispose()
+            await reader_engine.dispose()
 
     csrf = CSRFConfig(
         secret=settings.secret_key,
@@ -140,7 +144,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "db_session": Provide(provide_db_session),
             "settings": Provide(provide_settings, sync_to_thread=False),
         },
-        middleware=[SessionAuthMiddleware(), DefineMiddleware(SessionCSRFMiddleware, config=csrf)],
+        middleware=[
+            SessionAuthMiddleware(),
+            DefineMiddleware(SessionCSRFMiddleware, config=csrf),
+            RetryConflictsMiddleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=load_inbox_state,
         template_config=template_config(settings.templates_dir),

@@ -1,19 +1,28 @@
-"""Database engine, sessions and the declarative base.
+"""Database engine, sessions, the unit of work's error classes, and the declarative base.
 
-SQLite (the default) runs with WAL and a busy timeout, and every transaction starts with
+SQLite (the default) runs with WAL and a busy timeout. Writing transactions start with
 BEGIN IMMEDIATE: a transaction that reads and then writes would otherwise fail at once with
 SQLITE_BUSY when another writer committed in between, which busy_timeout cannot wait out.
+Read-only work (GET requests, streams) uses a second engine whose transactions begin
+deferred, so a reader never holds or waits for the write lock.
+
+Every engine has timeouts: connecting, waiting for a pooled connection, and each statement.
+A database that hangs answers a request with 503 within a few seconds instead of holding it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+from webapp.settings import DatabaseTimeouts
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -51,24 +60,43 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(database_url: str, *, readers_only: bool = False, **kwargs: Any) -> AsyncEngine:
-    """`readers_only`: an engine for code that never writes (the streams). On SQLite its
-    transactions begin deferred, so a reader never holds the write lock."""
+def create_engine(
+    database_url: str,
+    *,
+    readers_only: bool = False,
+    timeouts: DatabaseTimeouts = DatabaseTimeouts(),  # noqa: B008 - frozen, so safe as a default
+    **kwargs: Any,
+) -> AsyncEngine:
+    """`readers_only`: an engine for code that never writes (GET requests, the streams). On
+    SQLite its transactions begin deferred, so a reader never holds the write lock."""
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
-        _configure_sqlite(engine, "BEGIN" if readers_only else "BEGIN IMMEDIATE")
+        engine = create_async_engine(database_url, connect_args={"timeout": timeouts.statement_seconds}, **kwargs)
+        _configure_sqlite(engine, "BEGIN" if readers_only else "BEGIN IMMEDIATE", timeouts)
         return engine
-    return create_async_engine(database_url, pool_pre_ping=True, **kwargs)
+    statement_ms = str(int(timeouts.statement_seconds * 1000))
+    return create_async_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_timeout=timeouts.connect_seconds,
+        connect_args={
+            "timeout": timeouts.connect_seconds,
+            # The server cancels a statement or a lock wait that takes too long; the client gives
+            # up a little later on a server that stopped answering at all.
+            "command_timeout": timeouts.statement_seconds + 1,
+            "server_settings": {"statement_timeout": statement_ms, "lock_timeout": statement_ms},
+        },
+        **kwargs,
+    )
 
 
-def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
+def _configure_sqlite(engine: AsyncEngine, begin: str, timeouts: DatabaseTimeouts) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below decide how a transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeouts.statement_seconds * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -83,22 +111,29 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, info={"engine": engine})
 
 
-async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with sessionmaker() as session:
-        try:
-            yield session
-        finally:
-            await session.rollback()
+# PostgreSQL SQLSTATEs worth running the whole unit of work again for.
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+# The database did not answer in time or cannot be reached: 503, not 500.
+UNAVAILABLE_SQLSTATES = {"57014", "55P03", "57P01", "57P03", "53300"}
 
 
-def import_all_models() -> None:
-    """Registers every table on Base.metadata (for Alembic and tests)."""
-    from webapp.auth import models as _auth  # noqa: F401
-    from webapp.bookings import models as _bookings  # noqa: F401
-    from webapp.events import models as _events  # noqa: F401
-    from webapp.groups import models as _groups  # noqa: F401
-    from webapp.notifications import models as _notifications  # noqa: F401
-    from webapp.outbox import models as _outbox  # noqa: F401
-    from webapp.payments import models as _payments  # noqa: F401
-    from webapp.reminders import models as _reminders  # noqa: F401
-    from webapp.reviews import models as _reviews  # noqa: F401
+def is_retryable(exc: BaseException) -> bool:
+    """A conflict between transactions that a second attempt is expected to get through: a
+    deadlock or serialization failure (PostgreSQL). A SQLite write lock that stayed busy has
+    already been waited for (busy_timeout), so it is answered as unavailable instead."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database is down, hung or overloaded: the request could not be served right now."""
+    if isinstance(exc, (PoolTimeoutError, TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        return (
+            exc.connection_invalidated
+            or getattr(exc.orig, "sqlstate", None) in UNAVAILABLE_SQLSTATES
+            or "database is locked" in str(exc.orig)
+        )
+    return False

@@ -143,7 +143,8 @@ async def seed(database_url: str) -> bool:
             payments = PaymentService(session, TestPaymentGateway())
             for member, seats in ((ada, 2), (ben, 1), (chloe, 1)):
                 booking = await bookings.book(member, soon.id, seats)
-                await payments.pay(member, booking.id, SUCCESS_CARD)
+                payment = await payments.start(member, booking.id, SUCCESS_CARD)
+                await payments.finish(member, payment.id, await payments.charge(payment, SUCCESS_CARD))
             await bookings.book(dev, upcoming[2].id, 2)  # left pending: something to pay for
 
             groups = GroupService(session)

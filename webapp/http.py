@@ -22,11 +22,13 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
-from webapp.db import session_scope
+from webapp.db import is_retryable, is_unavailable
 from webapp.errors import DomainError, RateLimited
 from webapp.settings import Settings
 
 log = logging.getLogger("tidings.http")
+# Set on the ASGI scope when a request failed on a conflict worth running it again for.
+RETRY_REQUESTED = "tidings.retry_requested"
 
 DbSession = NamedDependency[AsyncSession]
 # Ids in paths: anything outside the database's integer range is refused as bad input (400)
@@ -49,9 +51,20 @@ STATUS_CODES = {
 }
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def provide_db_session(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
+    """The request's unit of work: one transaction, committed when the handler has returned and
+    rolled back when it raised. Services never commit; a handler that answers an error itself
+    rolls back first. Reads (GET) run on the reader engine and never take SQLite's write lock;
+    a GET that writes says so with `opt={"writes": True}`."""
+    state = request.app.state
+    reads_only = request.method in SAFE_METHODS and not request.route_handler.opt.get("writes")
+    sessionmaker = state.reader_sessionmaker if reads_only else state.sessionmaker
+    async with sessionmaker() as session:
         yield session
+        await session.commit()
 
 
 def provide_settings(request: Request[Any, Any, Any]) -> Settings:
@@ -126,10 +139,32 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # an error raised while a dependency cleaned up (e.g. the commit)
+    if is_retryable(exc) or is_unavailable(exc):
+        return handle_database_busy(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if is_api(request):
         return error_json(500, "internal_error", "Something went wrong on our side.")
     return error_page(request, 500, "Something went wrong on our side. Please try again.")
+
+
+RETRY_AFTER_SECONDS = 2
+
+
+def handle_database_busy(request: Request[Any, Any, Any], exc: BaseException) -> Response[Any]:
+    """A conflict the unit of work may retry (see webapp.uow), or a database that is down or hung:
+    503 with Retry-After, never 500."""
+    if is_retryable(exc):
+        request.scope[RETRY_REQUESTED] = True  # type: ignore[literal-required]
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    message = "The service is busy. Please try again in a moment."
+    if is_api(request) or request.url.path.endswith("/stream"):
+        response = error_json(503, "service_unavailable", message)
+    else:
+        response = error_page(request, 503, message)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _validation_message(exc: ValidationException) -> str:

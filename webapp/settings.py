@@ -19,6 +19,14 @@ class SettingsError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long to wait for a connection and for one statement (or lock) before giving up."""
+
+    connect_seconds: float = 3.0
+    statement_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str
@@ -38,12 +46,18 @@ class Settings:
     stream_max_connections_per_user: int = 10
     stream_queue_size: int = 256
     announcements_per_hour: int = 10
+    db_connect_timeout_seconds: float = 3.0
+    db_statement_timeout_seconds: float = 5.0
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def database_timeouts(self) -> DatabaseTimeouts:
+        return DatabaseTimeouts(self.db_connect_timeout_seconds, self.db_statement_timeout_seconds)
 
     @property
     def is_sqlite(self) -> bool:
@@ -105,6 +119,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stream_max_connections_per_user=number("STREAM_MAX_CONNECTIONS_PER_USER", 10),
         stream_queue_size=number("STREAM_QUEUE_SIZE", 256),
         announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
+        db_connect_timeout_seconds=number("DB_CONNECT_TIMEOUT_SECONDS", 3.0, float),
+        db_statement_timeout_seconds=number("DB_STATEMENT_TIMEOUT_SECONDS", 5.0, float),
     )
 
 

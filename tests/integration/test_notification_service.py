@@ -165,6 +165,8 @@ async def test_the_doorbell_rings_after_commit_and_never_for_a_rollback(session,
     assert message["type"] == "new" and message["seq"] == created.seq == 1
     assert message["notification"]["title"] == "committed" and message["unread_count"] == 1
     await service.mark_read(a, created.id)
+    assert await subscription.next(0.05) is None  # not before commit
+    await session.commit()
     read = await subscription.next(1)
     assert read["type"] == "read" and read["ids"] == [created.id] and read["unread_count"] == 0
     assert read["version"] > message["version"]

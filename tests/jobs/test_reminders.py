@@ -49,8 +49,11 @@ async def run_due(session, now: datetime) -> list[Notification]:
     """What the scheduler and the actor do, at an injected time."""
     service = ReminderService(session)
     sent = []
-    for reminder_id in await service.claim_due(now):
+    claimed = await service.claim_due(now)
+    await session.commit()  # the tick's unit of work
+    for reminder_id in claimed:
         notification = await service.send(reminder_id, now)
+        await session.commit()  # each actor run's unit of work
         if notification is not None:
             sent.append(notification)
     return sent
@@ -134,9 +137,11 @@ async def test_a_reminder_claimed_before_a_cancellation_is_not_sent(client, sess
     start = datetime.fromisoformat(event["starts_at"])
     service = ReminderService(session)
     claimed = await service.claim_due(start - timedelta(minutes=59))
+    await session.commit()
     assert len(claimed) == 1
     await client.post(f"/api/v1/events/{event['id']}/cancel", headers=bearer(organizer))
     assert await service.send(claimed[0], start - timedelta(minutes=58)) is None
+    await session.commit()
     assert await reminder_notifications(session, attendee["id"]) == []
 
 
@@ -154,6 +159,7 @@ async def test_worker_down_across_a_due_time_sends_late_with_the_real_time_left_
     assert await run_due(session, start2 + timedelta(minutes=1)) == []
     unsent = [r.id for r in await reminders(session, event2["id"])]
     assert all([await ReminderService(session).send(rid, start2 + timedelta(seconds=1)) is None for rid in unsent])
+    await session.commit()
     assert await reminder_notifications(session, attendee2["id"]) == []
     assert len(await reminder_notifications(session, attendee["id"])) == 1
 
@@ -171,7 +177,9 @@ async def test_two_schedulers_claiming_at_once_send_every_reminder_exactly_once(
 
         async def scheduler(maker) -> list[int]:
             async with maker() as db:
-                return await ReminderService(db).claim_due(now)
+                claimed = await ReminderService(db).claim_due(now)
+                await db.commit()
+                return claimed
 
         first, second = await asyncio.gather(
             scheduler(create_sessionmaker(engine)), scheduler(create_sessionmaker(second_engine))
@@ -182,7 +190,9 @@ async def test_two_schedulers_claiming_at_once_send_every_reminder_exactly_once(
         async with create_sessionmaker(second_engine)() as other:
             for reminder_id in first + second:
                 await ReminderService(session).send(reminder_id, now)
+                await session.commit()
                 await ReminderService(other).send(reminder_id, now)
+                await other.commit()
     finally:
         await second_engine.dispose()
     for event, _, attendee, *_ in events:

@@ -6,7 +6,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp._cookies import parse_cookies
 from webapp.auth.middleware import REFRESH_COOKIE, session_cookies
@@ -25,10 +24,15 @@ def safe_next(target: str | None) -> str:
     return "/"
 
 
-async def log_in(session: AsyncSession, guard: LoginGuard, email: str, password: str, address: str) -> User:
+async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> User:
+    """Checks the credentials on a read-only session, so the password hash (slow on purpose)
+    is never verified while this request holds a write lock."""
+    guard: LoginGuard = request.app.state.login_guard
+    address = client_address(request)
     await guard.check(email, address)
     try:
-        return await AccountService(session).authenticate(email, password)
+        async with request.app.state.reader_sessionmaker() as reader:
+            return await AccountService(reader).authenticate(email, password)
     except Unauthorized:
         await guard.record_failure(email, address)
         raise
@@ -49,7 +53,7 @@ class AuthPages(Controller):
         email, password = str(form.get("email", "")), str(form.get("password", ""))
         target = safe_next(str(form.get("next", "/")))
         try:
-            user = await log_in(db_session, request.app.state.login_guard, email, password, client_address(request))
+            user = await log_in(request, email, password)
         except (Unauthorized, RateLimited) as exc:
             return Template(
                 "login.html",
@@ -75,6 +79,7 @@ class AuthPages(Controller):
                 form.get("email", ""), form.get("password", ""), form.get("name", ""), form.get("timezone", "UTC")
             )
         except DomainError as exc:
+            await db_session.rollback()
             errors = exc.fields or {"email": exc.message}
             form.pop("password", None)
             return Template(
@@ -113,6 +118,7 @@ class AuthPages(Controller):
         try:
             await AccountService(db_session).update_profile(user, form.get("name", ""), form.get("timezone", ""))
         except ValidationFailed as exc:
+            await db_session.rollback()
             errors = exc.fields
         return Template(
             "profile.html",
@@ -139,9 +145,7 @@ class AuthApi(Controller):
         db_session: DbSession,
         settings: AppSettings,
     ) -> dict[str, Any]:
-        user = await log_in(
-            db_session, request.app.state.login_guard, data.email, data.password, client_address(request)
-        )
+        user = await log_in(request, data.email, data.password)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
     @get("/me", guards=[require_user])

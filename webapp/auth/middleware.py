@@ -87,6 +87,7 @@ class SessionAuthMiddleware(ASGIMiddleware):
                         info = AuthInfo(via="cookie", expires_at=sessions.access_expiry())
                     else:
                         rotated = await sessions.rotate(refresh)
+                        await session.commit()  # this middleware is the rotation's unit of work
                         if rotated:
                             user, tokens = rotated
                             if tokens is not None:
@@ -103,7 +104,7 @@ class SessionAuthMiddleware(ASGIMiddleware):
 
     @staticmethod
     async def _load_user(state: Any, user_id: int) -> User | None:
-        async with state.sessionmaker() as session:
+        async with state.reader_sessionmaker() as session:
             user: User | None = await session.get(User, user_id)
             return user
 

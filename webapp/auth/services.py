@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from dataclasses import dataclass
@@ -69,19 +70,23 @@ class AccountService:
             errors["role"] = "Unknown role."
         if errors:
             raise ValidationFailed(errors)
-        user = User(email=email, name=name.strip(), password_hash=_hasher.hash(password), timezone=timezone, role=role)
+        # argon2 is slow on purpose: it runs in a thread, before the transaction takes any lock.
+        password_hash = await asyncio.to_thread(_hasher.hash, password)
+        if await self.find_by_email(email) is not None:
+            raise Conflict("An account with this email already exists.", code="email_taken")
+        user = User(email=email, name=name.strip(), password_hash=password_hash, timezone=timezone, role=role)
         self.session.add(user)
         try:
-            await self.session.commit()
+            async with self.session.begin_nested():  # a concurrent registration of the same address
+                await self.session.flush()
         except IntegrityError:
-            await self.session.rollback()
             raise Conflict("An account with this email already exists.", code="email_taken") from None
         return user
 
     async def authenticate(self, email: str, password: str) -> User:
         user = await self.find_by_email(email)
         try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            await asyncio.to_thread(_hasher.verify, user.password_hash if user else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             user = None
         if user is None:
@@ -100,7 +105,6 @@ class AccountService:
             raise ValidationFailed(errors)
         user.name = name.strip()
         user.timezone = timezone
-        await self.session.commit()
         return user
 
 
@@ -141,9 +145,7 @@ class SessionService:
         )
 
     async def start(self, user: User) -> SessionTokens:
-        tokens = await self._issue(user, family=secrets.token_hex(16))
-        await self.session.commit()
-        return tokens
+        return await self._issue(user, family=secrets.token_hex(16))
 
     async def rotate(self, refresh_token: str) -> tuple[User, SessionTokens | None] | None:
         """Exchanges a refresh token for a new pair.
@@ -163,14 +165,13 @@ class SessionService:
                 user = await self.session.get(User, row.user_id)
                 return (user, None) if user else None
             await self._revoke_family(row.family)
-            await self.session.commit()
             return None
         row.used_at = now
         user = await self.session.get(User, row.user_id)
         if user is None:
             return None
         tokens = await self._issue(user, family=row.family)
-        await self.session.commit()
+        await self.session.flush()
         return user, tokens
 
     async def holder_of(self, refresh_token: str) -> User | None:
@@ -192,7 +193,6 @@ class SessionService:
         )
         if row is not None:
             await self._revoke_family(row.family)
-            await self.session.commit()
 
     async def _issue(self, user: User, family: str) -> SessionTokens:
         refresh = new_refresh_token()

@@ -9,9 +9,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.controllers import safe_next
+from webapp.bookings.models import Booking
 from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
 from webapp.bookings.services import BookingService
-from webapp.errors import DomainError, PaymentDeclined, ValidationFailed
+from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
 from webapp.events.services import EventService
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, error_json, require_user
@@ -32,6 +33,26 @@ async def _payment_page(
     )
 
 
+async def pay_booking(
+    request: Request[Any, Any, Any], session: AsyncSession, booking_id: int, card_number: str
+) -> Booking:
+    """A payment is three units of work (see webapp.payments.services): record the attempt, call
+    the gateway with no transaction open, record the outcome. The outcome is committed before a
+    decline or a conflict is answered, so the attempt is never lost."""
+    user = current_user(request)
+    payments = PaymentService(session, request.app.state.payment_gateway)
+    payment = await payments.start(user, booking_id, card_number)
+    await session.commit()
+    result = await payments.charge(payment, card_number)
+    booking = await payments.finish(user, payment.id, result)
+    await session.commit()
+    if not result.succeeded:
+        raise PaymentDeclined(result.failure_message or "The payment failed.", code=result.failure_code)
+    if booking.status != "confirmed":
+        raise Conflict("This booking was cancelled while paying.", code="booking_not_pending")
+    return booking
+
+
 class BookingPages(Controller):
     path = "/"
     guards = [require_user]
@@ -44,6 +65,7 @@ class BookingPages(Controller):
             group_id = int(form["group_id"]) if form.get("group_id") else None
             seats = int(form.get("seats", "1")) if group_id is None else 0
         except ValueError:
+            await db_session.rollback()
             return await self._detail_with_error(
                 request, db_session, event_id, ValidationFailed({"seats": "Enter a number of seats."})
             )
@@ -52,6 +74,7 @@ class BookingPages(Controller):
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
+            await db_session.rollback()
             return await self._detail_with_error(request, db_session, event_id, exc)
         if booking.status == "pending":
             return Redirect(f"/bookings/{booking.id}/pay")
@@ -60,7 +83,6 @@ class BookingPages(Controller):
     async def _detail_with_error(
         self, request: Request[Any, Any, Any], session: AsyncSession, event_id: RowId, exc: DomainError
     ) -> Template:
-        session.expire_all()
         event = await EventService(session).get(event_id)
         groups = await GroupService(session).list_for_member(current_user(request))
         errors = exc.fields or {"booking": exc.message}
@@ -88,13 +110,12 @@ class BookingPages(Controller):
     @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK)
     async def pay(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> Response[Any]:
         form = dict(await request.form())
-        service = PaymentService(db_session, request.app.state.payment_gateway)
         try:
-            await service.pay(current_user(request), booking_id, str(form.get("card_number", "")))
+            await pay_booking(request, db_session, booking_id, str(form.get("card_number", "")))
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
-            db_session.expire_all()
+            await db_session.rollback()
             message = exc.fields.get("card_number", exc.message)
             return await _payment_page(request, db_session, booking_id, message, exc.status_code)
         return Redirect(f"/bookings?paid={booking_id}")
@@ -129,12 +150,10 @@ class BookingApi(Controller):
     ) -> Response[Any]:
         user = current_user(request)
         try:
-            booking = await PaymentService(db_session, request.app.state.payment_gateway).pay(
-                user, booking_id, data.card_number
-            )
+            booking = await pay_booking(request, db_session, booking_id, data.card_number)
         except PaymentDeclined as exc:
             declined = error_json(exc.status_code, exc.code, exc.message)
-            db_session.expire_all()
+            await db_session.rollback()
             declined.content["booking"] = booking_json(
                 await BookingService(db_session).get_for_booker(user, booking_id)
             )

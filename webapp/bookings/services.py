@@ -51,7 +51,7 @@ class BookingService:
             await self.session.flush()
             await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
             enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
-        await self.session.commit()
+        await self.session.flush()
         return await self.get_for_booker(user, booking.id)
 
     async def _reserve_seats(self, event: Event, seats: int) -> None:
@@ -71,7 +71,6 @@ class BookingService:
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             return
-        await self.session.rollback()
         await self.session.refresh(event)
         if event.status != "scheduled":
             raise Conflict("This event has been cancelled.", code="event_cancelled")
@@ -110,7 +109,6 @@ class BookingService:
         )
         await ReminderService(self.session).cancel_for_booking(booking.id)
         enqueue_after_commit(self.session, "send_booking_cancelled", booking_id=booking.id)
-        await self.session.commit()
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)
         return booking

@@ -93,6 +93,7 @@ class EventPages(Controller):
         try:
             event = await EventService(db_session).create(current_user(request), parse_event_form(form))
         except ValidationFailed as exc:
+            await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), status=422)
         return Redirect(f"/events/{event.id}")
 
@@ -110,6 +111,7 @@ class EventPages(Controller):
             details = parse_event_form(form)
             await service.update(current_user(request), event_id, details.__dict__)
         except ValidationFailed as exc:
+            await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), event_id=event_id, status=422)
         return Redirect(f"/organizer/events/{event_id}")
 
@@ -137,6 +139,7 @@ class EventPages(Controller):
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
+            await db_session.rollback()
             errors = exc.fields or {"form": exc.message}
             return await _organizer_event_page(db_session, user, event_id, errors=errors, status=exc.status_code)
         return await _organizer_event_page(db_session, user, event_id, announced=sent)

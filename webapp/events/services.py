@@ -82,7 +82,7 @@ class EventService:
         validate_details(details, now=utcnow())
         event = Event(organizer_id=organizer.id, **details.__dict__)
         self.session.add(event)
-        await self.session.commit()
+        await self.session.flush()
         await self.session.refresh(event, ["organizer"])
         return event
 
@@ -114,7 +114,7 @@ class EventService:
                 kind="updated",
                 changes=news,
             )
-        await self.session.commit()
+        await self.session.flush()
         return event
 
     async def cancel(self, organizer: User, event_id: int) -> Event:
@@ -128,7 +128,7 @@ class EventService:
         enqueue_after_commit(
             self.session, "fan_out_event_change", event_id=event.id, version=event.version, kind="cancelled"
         )
-        await self.session.commit()
+        await self.session.flush()
         return event
 
     async def get(self, event_id: int) -> Event:

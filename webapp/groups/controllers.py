@@ -53,6 +53,7 @@ class GroupPages(Controller):
         try:
             group = await GroupService(db_session).create(current_user(request), name)
         except DomainError as exc:
+            await db_session.rollback()
             return await self._index(
                 request, db_session, exc.fields or {"name": exc.message}, {"name": name}, exc.status_code
             )
@@ -92,7 +93,7 @@ class GroupPages(Controller):
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
-            db_session.expire_all()
+            await db_session.rollback()
             return await self._detail(
                 request, db_session, group_id, exc.fields or {"email": exc.message}, status=exc.status_code
             )

@@ -25,7 +25,7 @@ class GroupService:
             raise ValidationFailed({"name": "Use at most 100 characters."})
         group = Group(name=name, owner_id=owner.id, members=[GroupMember(user_id=owner.id)])
         self.session.add(group)
-        await self.session.commit()
+        await self.session.flush()
         return await self.get_for_member(owner, group.id)
 
     async def get_for_member(self, user: User, group_id: int) -> Group:
@@ -54,7 +54,6 @@ class GroupService:
         self.session.add(invitation)
         await self.session.flush()
         enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
-        await self.session.commit()
         return await self._get(invitation.id)
 
     async def accept(self, invitee: User, invitation_id: int) -> Invitation:
@@ -62,14 +61,14 @@ class GroupService:
         invitation.status = "accepted"
         invitation.responded_at = utcnow()
         self.session.add(GroupMember(group_id=invitation.group_id, user_id=invitee.id))
-        await self.session.commit()
+        await self.session.flush()
         return await self._get(invitation.id)
 
     async def decline(self, invitee: User, invitation_id: int) -> Invitation:
         invitation = await self._answerable(invitee, invitation_id)
         invitation.status = "declined"
         invitation.responded_at = utcnow()
-        await self.session.commit()
+        await self.session.flush()
         return invitation
 
     async def _answerable(self, invitee: User, invitation_id: int) -> Invitation:

@@ -53,10 +53,7 @@ class NotificationPages(Controller):
     async def panel(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
         """Opening the dropdown: the latest items, split into unread and earlier; marks them seen."""
         user = current_user(request)
-        service = NotificationService(db_session)
-        items, _ = await service.listing(user.id, limit=PANEL_SIZE)
-        state = await service.state(user.id)
-        await service.mark_seen(user.id)
+        items, state = await NotificationService(db_session).panel(user.id, PANEL_SIZE)
         return self._panel(items, state, user.timezone)
 
     def _panel(
@@ -99,7 +96,7 @@ class NotificationPages(Controller):
             },
         )
 
-    @get("/{notification_id:int}/open")
+    @get("/{notification_id:int}/open", opt={"writes": True})
     async def open(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Redirect:
         """Marks read, then follows the link: the read cannot lose a race with the navigation."""
         notification, _ = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)

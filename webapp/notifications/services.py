@@ -21,6 +21,7 @@ from webapp.db import utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.notifications.models import NOTIFICATION_TYPES, Notification, NotificationCounter
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
+from webapp.realtime.protocol import CountMessage, Message, NewMessage, ReadMessage, to_wire
 
 STATUSES = ("unread", "read", "all")
 # The tables themselves, for Core bulk statements (the ORM would build an object per row).
@@ -183,14 +184,13 @@ class NotificationService:
         queue_after_commit(
             self.session.sync_session,
             [
-                {
-                    "type": "new",
-                    "user": n.user_id,
-                    "seq": n.seq,
-                    "notification": notification_json(n, created_iso),
-                    "unread_count": counts[n.user_id],
-                    "version": counters[n.user_id]["version"],
-                }
+                NewMessage(
+                    user=n.user_id,
+                    seq=n.seq,
+                    notification=notification_json(n, created_iso),
+                    unread_count=counts[n.user_id],
+                    version=counters[n.user_id]["version"],
+                )
                 for n in created
             ],
         )
@@ -208,7 +208,6 @@ class NotificationService:
         counter = (await self._lock_counters([user_id]))[user_id]
         notification = await self.session.get(Notification, notification_id, populate_existing=True)
         if notification is None or notification.user_id != user_id:
-            await self.session.rollback()
             raise NotFound("No such notification.")
         changed = (notification.read_at is None) == read
         if changed:
@@ -244,19 +243,16 @@ class NotificationService:
         count = (await self._unread_counts([user_id], utcnow()))[user_id]
         state = InboxState(unread_count=count, seq=counter["last_seq"], version=counter["version"])
         if ids:
-            message: dict[str, Any] = {
-                "type": "read",
-                "user": user_id,
-                "ids": ids,
-                "read": read,
-                "unread_count": state.unread_count,
-                "seq": state.seq,
-                "version": state.version,
-            }
-            if up_to_seq is not None:
-                message["up_to_seq"] = up_to_seq
+            message = ReadMessage(
+                user=user_id,
+                ids=ids,
+                read=read,
+                unread_count=state.unread_count,
+                seq=state.seq,
+                version=state.version,
+                up_to_seq=up_to_seq,
+            )
             queue_after_commit(self.session.sync_session, [message])
-        await self.session.commit()
         return state
 
     async def unread_about(
@@ -316,35 +312,45 @@ class NotificationService:
         queue_after_commit(
             self.session.sync_session,
             [
-                {
-                    "type": "read",
-                    "user": uid,
-                    "ids": sorted(user_ids),
-                    "read": True,
-                    "unread_count": counts[uid],
-                    "seq": counters[uid]["last_seq"],
-                    "version": counters[uid]["version"],
-                }
+                ReadMessage(
+                    user=uid,
+                    ids=sorted(user_ids),
+                    read=True,
+                    unread_count=counts[uid],
+                    seq=counters[uid]["last_seq"],
+                    version=counters[uid]["version"],
+                )
                 for uid, user_ids in by_user.items()
             ],
         )
 
     async def annotate(self, user_id: int, notification_id: int, **data: Any) -> Notification:
-        """Records what became of the thing a notification is about (e.g. an answered invitation)."""
+        """Records what became of the thing a notification is about (e.g. an answered invitation).
+        Takes the user's counter lock first, like every other change to the inbox (lock order)."""
+        await self._lock_counters([user_id])
         notification = await self.get(user_id, notification_id)
         notification.data = {**notification.data, **data}
         await self.session.flush()
         return notification
 
-    async def mark_seen(self, user_id: int) -> int:
-        """Opening the dropdown marks everything seen (not read)."""
+    async def panel(self, user_id: int, limit: int) -> tuple[list[Notification], InboxState]:
+        """The dropdown: the latest items and the state they belong to, as of one moment. The
+        counter is read first and only items up to its seq are listed and marked seen, so "mark
+        all as read" (which sends that seq back) marks exactly what the dropdown showed, even
+        when a notification commits while the dropdown is being built."""
+        state = await self.state(user_id)
+        items, _ = await self.listing(user_id, limit=limit, cursor=state.seq + 1)
+        await self.mark_seen(user_id, up_to_seq=state.seq)
+        return items, state
+
+    async def mark_seen(self, user_id: int, up_to_seq: int) -> int:
+        """Opening the dropdown marks what it shows seen (not read)."""
         result = await self.session.execute(
             update(Notification)
-            .where(Notification.user_id == user_id, Notification.seen_at.is_(None))
+            .where(Notification.user_id == user_id, Notification.seen_at.is_(None), Notification.seq <= up_to_seq)
             .values(seen_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        await self.session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     # ---- reading --------------------------------------------------------------------------
@@ -409,27 +415,18 @@ class NotificationService:
         """Rings the doorbell for a committed notification, e.g. to re-announce it."""
         state = await self.state(user_id)
         _ring(
-            {
-                "type": "new",
-                "user": user_id,
-                "seq": notification.seq,
-                "notification": notification_json(notification),
-                "unread_count": state.unread_count,
-                "version": state.version,
-            }
+            NewMessage(
+                user=user_id,
+                seq=notification.seq,
+                notification=notification_json(notification),
+                unread_count=state.unread_count,
+                version=state.version,
+            )
         )
 
     async def broadcast_notification_count(self, user_id: int) -> InboxState:
         state = await self.state(user_id)
-        _ring(
-            {
-                "type": "count",
-                "user": user_id,
-                "unread_count": state.unread_count,
-                "seq": state.seq,
-                "version": state.version,
-            }
-        )
+        _ring(CountMessage(user=user_id, unread_count=state.unread_count, seq=state.seq, version=state.version))
         return state
 
     # ---- internals ------------------------------------------------------------------------
@@ -481,10 +478,10 @@ class NotificationService:
         return counts
 
 
-def _ring(message: dict[str, Any]) -> None:
+def _ring(message: Message) -> None:
     doorbell = current_doorbell()
     if doorbell is not None:
-        doorbell.ring([message])
+        doorbell.ring([to_wire(message)])
 
 
 def _validate(item: NewNotification) -> None:

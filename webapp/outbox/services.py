@@ -86,7 +86,6 @@ async def enqueue_stranded(session: AsyncSession, older_than: timedelta, limit: 
             .where(OutboxMessage.id.in_(sent))
             .values(enqueued_at=utcnow(), attempts=OutboxMessage.attempts + 1)
         )
-    await session.commit()
     return len(sent)
 
 

@@ -139,7 +139,7 @@ class CableConnection:
                     user_id=self.user.id,
                     last_seq=last_seq,
                     subscription=subscription,
-                    sessionmaker=self.state.stream_sessionmaker,
+                    sessionmaker=self.state.reader_sessionmaker,
                     config=config,
                 )
                 async for event in stream.events():
@@ -173,6 +173,7 @@ class CableConnection:
                     await service.mark_all_read(self.user.id, up_to if isinstance(up_to, int) else None)
                 else:
                     log.info("ignored unknown cable action %r", action)
+                await session.commit()  # one action, one unit of work
             except (DomainError, KeyError, ValueError, TypeError):
                 log.info("refused cable action %r", action)  # someone else's id, or a bad one
 

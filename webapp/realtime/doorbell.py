@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from webapp.realtime.protocol import Message, to_wire
+
 log = logging.getLogger("tidings.doorbell")
 
 CHANNEL = "tidings:doorbell"
@@ -232,9 +234,9 @@ def current_doorbell() -> Doorbell | None:
     return _current
 
 
-def queue_after_commit(session: Session, messages: Iterable[dict[str, Any]]) -> None:
+def queue_after_commit(session: Session, messages: Iterable[Message]) -> None:
     """Rings once the session's transaction commits; forgotten if it rolls back."""
-    session.info.setdefault("doorbell_pending", []).extend(messages)
+    session.info.setdefault("doorbell_pending", []).extend(to_wire(message) for message in messages)
 
 
 @event.listens_for(Session, "after_commit")

@@ -61,7 +61,7 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
         user_id=user.id,
         last_seq=last_seq,
         subscription=subscription,
-        sessionmaker=state.stream_sessionmaker,
+        sessionmaker=state.reader_sessionmaker,
         config=state.stream_config,
         expires_at=token_deadline(request),
     )

@@ -113,14 +113,12 @@ class ReminderService:
                 .values(claimed_at=now)
                 .execution_options(synchronize_session=False)
             )
-        await self.session.commit()
         return ids
 
     async def send(self, reminder_id: int, now: datetime) -> CreatedNotification | None:
         """The actor's work: re-check everything, then notify once."""
         reminder = await self.session.get(Reminder, reminder_id, with_for_update=True)
         if reminder is None or reminder.sent_at is not None:
-            await self.session.rollback()
             return None
         event = await self.session.get(Event, reminder.event_id)
         booking = await self.session.get(Booking, reminder.booking_id)
@@ -141,13 +139,11 @@ class ReminderService:
             and now < event.starts_at
         )
         if not still_true:  # cancelled, moved, or too late: never after the start
-            await self.session.rollback()
             return None
         assert event is not None and user is not None
         if await self._superseded(reminder, now):
             # After downtime several windows can be due at once: only the latest one is sent.
             reminder.sent_at = now
-            await self.session.commit()
             return None
         title, body = reminder_text(event, user, now)
         notification = await NotificationService(self.session).notify(
@@ -164,5 +160,4 @@ class ReminderService:
             )
         )
         reminder.sent_at = now
-        await self.session.commit()
         return notification

@@ -51,6 +51,7 @@ class ReviewPages(Controller):
         try:
             await ReviewService(db_session).create(current_user(request), event_id, rating, form.get("comment", ""))
         except ValidationFailed as exc:
+            await db_session.rollback()
             event = await EventService(db_session).get(event_id)
             return Template(
                 "review_form.html", context={"event": event, "form": form, "errors": exc.fields}, status_code=422

@@ -35,9 +35,9 @@ class ReviewService:
         review = Review(event_id=event.id, user_id=user.id, rating=rating, comment=comment.strip())
         self.session.add(review)
         try:
-            await self.session.commit()
+            async with self.session.begin_nested():  # a concurrent second review by the same user
+                await self.session.flush()
         except IntegrityError:
-            await self.session.rollback()
             raise Conflict("You have already reviewed this event.", code="already_reviewed") from None
         await self.session.refresh(review, ["user"])
         return review

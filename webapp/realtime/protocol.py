@@ -1,0 +1,112 @@
+"""The delivery protocol, defined once (DESIGN.md §3a).
+
+These are the messages that travel from the services, through the doorbell (as JSON objects, the
+"wire form"), to the streams, and from the streams to the page and API clients. The notification
+service builds them; the doorbell carries `to_wire`; the stream reads `from_wire`; the two SSE
+encoders and `/cable` write them out; `static/js/notifications.js` follows the description below.
+
+  new    a notification was committed. Fields: user, seq, notification (as the JSON API shows
+         it), unread_count and version after it.
+  read   some items changed read state. Fields: user, ids, read (true: read, false: unread),
+         unread_count, seq, version; up_to_seq when "mark all as read" covered everything up to
+         a seq.
+  count  the unread count as of (seq, version).
+  reset  (stream → client only) continuity cannot be proven: the client adopts seq, version and
+         unread_count as given — even when lower than what it held — and refetches its views.
+  close  (server → stream only) end this stream now (shutdown, a reader too slow, a session that
+         ended); the client reconnects and resumes by seq.
+  resync (server → stream only) something may have been missed: re-read the database.
+
+The ordering rules, for every consumer: an item is applied only if its seq is above the last seq
+shown; a read or count only if its version is above the last version applied; `reset` is the one
+message that may move both down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    user: int
+    seq: int
+    notification: dict[str, Any]
+    unread_count: int
+    version: int
+    type: str = field(default="new", init=False)
+
+
+@dataclass(frozen=True)
+class ReadMessage:
+    user: int
+    ids: list[int]
+    read: bool
+    unread_count: int
+    seq: int
+    version: int
+    up_to_seq: int | None = None
+    type: str = field(default="read", init=False)
+
+
+@dataclass(frozen=True)
+class CountMessage:
+    user: int
+    unread_count: int
+    seq: int
+    version: int
+    type: str = field(default="count", init=False)
+
+
+@dataclass(frozen=True)
+class ResetMessage:
+    seq: int
+    unread_count: int
+    version: int
+    type: str = field(default="reset", init=False)
+
+
+@dataclass(frozen=True)
+class CloseMessage:
+    reason: str = "closed"
+    type: str = field(default="close", init=False)
+
+
+@dataclass(frozen=True)
+class ResyncMessage:
+    type: str = field(default="resync", init=False)
+
+
+Message = NewMessage | ReadMessage | CountMessage | ResetMessage | CloseMessage | ResyncMessage
+_KINDS: dict[str, type[Any]] = {
+    "new": NewMessage,
+    "read": ReadMessage,
+    "count": CountMessage,
+    "reset": ResetMessage,
+    "close": CloseMessage,
+    "resync": ResyncMessage,
+}
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    """The JSON object the doorbell carries (None fields left out)."""
+    return {k: v for k, v in asdict(message).items() if v is not None}
+
+
+def from_wire(data: dict[str, Any]) -> Message | None:
+    """The message a wire object stands for; None for anything that is not one (a foreign or
+    malformed publish is ignored, never trusted)."""
+    kind = _KINDS.get(str(data.get("type")))
+    if kind is None:
+        return None
+    try:
+        return kind(**{k: v for k, v in data.items() if k != "type"})  # type: ignore[no-any-return]
+    except TypeError:
+        return None
+
+
+def client_fields(message: NewMessage | ReadMessage | CountMessage | ResetMessage) -> dict[str, Any]:
+    """What a client is sent of a message: everything but the routing (type, user) and, for
+    `new`, the notification itself (which travels as the event's data)."""
+    return {k: v for k, v in to_wire(message).items() if k not in ("type", "user", "notification")}
