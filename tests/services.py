@@ -104,6 +104,7 @@ class LiveServer:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.stop()  # not left running for nobody to stop
         raise RuntimeError("server did not start within 90 s")
 
     def stop(self) -> None:

@@ -1,10 +1,26 @@
 // Live notifications for every tab of a signed-in user, without a build step.
 //
-// One tab per browser holds the stream (a leader elected with Web Locks); it relays every
-// message to the other tabs over a BroadcastChannel, so eight tabs need one connection, not
-// eight (browsers allow six per host over HTTP/1.1). When the leader closes, the lock passes to
-// another tab, which resumes the stream from the last seq it saw. Every tab applies messages
-// the same way: by seq for items (each shown once) and by version for counts (stale ones ignored).
+// The protocol the page follows (typed on the server in webapp/realtime; the stream sends
+// these as named SSE events, the leader tab relays them to the others unchanged):
+//   notification  (the server's `new`) an item's HTML, with its seq as the SSE id. Shown once:
+//                 only a seq above inbox.seq is applied, and inbox.seq then becomes that seq.
+//   count         {unread_count, seq, version}: applied only when version > inbox.version, so
+//                 a count that arrives late never overwrites a newer one.
+//   read          {ids, read, unread_count, seq, version[, up_to_seq]}: marks those items in
+//                 every view; its count follows the same version rule.
+//   reset         {seq, unread_count}: the server cannot prove continuity from our position
+//                 (a gap beyond its replay limit, or a seq it never issued, e.g. after a restore
+//                 from a backup). The server is the truth: inbox.seq becomes its seq even when
+//                 LOWER, the version is forgotten (the count that follows is taken whatever its
+//                 version), and the dropdown and the inbox list are fetched again.
+//   close         never reaches the page: the server ends the stream (shutdown, slow reader,
+//                 token expiry, lifetime), and htmx reconnects with Last-Event-ID = last seq.
+//
+// One tab per browser holds the stream (the leader) and relays every message to the other
+// tabs over a BroadcastChannel, so eight tabs need one connection, not eight (browsers allow
+// six per host over HTTP/1.1). The leader is elected with Web Locks where they exist (secure
+// contexts), otherwise with a lease in localStorage kept alive by heartbeats (see below).
+// A new leader resumes the stream from the last seq its tab saw.
 (() => {
   "use strict";
   const root = document.getElementById("notif-root");
@@ -25,15 +41,15 @@
     bell.setAttribute("aria-label", count > 0 ? `Notifications, ${count} unread` : "Notifications");
   }
 
-  function applyCount(count, force) {
-    if (!force && !(count.version > inbox.version)) return; // an older count arriving late
-    inbox.version = Math.max(inbox.version, count.version || 0);
+  function applyCount(count) {
+    if (!(count.version > inbox.version)) return; // an older count arriving late
+    inbox.version = count.version;
     setBadge(count.unread_count);
   }
 
-  function setUpToSeq(seq) {
+  function setUpToSeq(seq, exactly) {
     document.querySelectorAll("[data-up-to-seq]").forEach((input) => {
-      if (Number(input.value) < seq) input.value = String(seq);
+      if (exactly || Number(input.value) < seq) input.value = String(seq);
     });
   }
 
@@ -82,11 +98,29 @@
   }
 
   async function applyReset(reset) {
-    inbox.seq = Math.max(inbox.seq, reset.seq || 0);
-    const response = await fetch("/api/v1/notifications/unread_count", { credentials: "same-origin" });
-    if (response.ok) applyCount(await response.json(), true);
+    // Adopt the server's position even when it is lower than ours: after a restore or a rebuilt
+    // inbox, the numbers we held no longer exist and the next item will be seq + 1 of *its* count.
+    inbox.seq = Number(reset.seq) || 0;
+    inbox.version = -1; // any count from the server is newer than what we knew
+    setUpToSeq(inbox.seq, true);
     if (!panel.hidden) htmx.trigger(bell, "tidings:open");
+    refetchInboxList();
     document.dispatchEvent(new CustomEvent("tidings:reset"));
+    const response = await fetch("/api/v1/notifications/unread_count", { credentials: "same-origin" });
+    if (response.ok) applyCount(await response.json());
+  }
+
+  // The inbox page (/notifications) lists items the server may no longer have: load it again.
+  async function refetchInboxList() {
+    const list = document.getElementById("inbox-list");
+    if (!list) return;
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = page.getElementById("inbox-list");
+    if (!fresh || !list.isConnected) return;
+    list.replaceWith(fresh);
+    htmx.process(fresh);
   }
 
   function apply(message) {
@@ -103,45 +137,168 @@
   // ---- one stream per browser ----------------------------------------------------------------
 
   const channel = "BroadcastChannel" in window ? new BroadcastChannel("tidings-inbox") : null;
+  let stream = null;
 
   function openStream() {
-    const source = document.createElement("div");
-    source.hidden = true;
-    source.id = "notif-stream";
-    source.setAttribute("hx-sse:connect", `/notifications/stream?last_event_id=${inbox.seq}`);
+    if (stream) return;
+    stream = document.createElement("div");
+    stream.hidden = true;
+    stream.id = "notif-stream";
+    stream.setAttribute("hx-sse:connect", `/notifications/stream?last_event_id=${inbox.seq}`);
     // Keep streaming while the tab is hidden: that is when browser notifications matter.
-    source.setAttribute("hx-config", '{"sse": {"pauseOnBackground": false, "reconnectMaxDelay": 10000}}');
+    stream.setAttribute("hx-config", '{"sse": {"pauseOnBackground": false, "reconnectMaxDelay": 10000}}');
     for (const kind of ["notification", "count", "read", "reset"]) {
-      source.addEventListener(kind, (event) => {
+      stream.addEventListener(kind, (event) => {
         const message = { kind, data: event.detail.data, id: event.detail.id };
         apply(message);
         channel?.postMessage(message);
       });
     }
-    document.body.appendChild(source);
-    htmx.process(source);
+    document.body.appendChild(stream);
+    htmx.process(stream);
     root.dataset.streamLeader = "true";
   }
 
+  function closeStream() {
+    if (!stream) return;
+    const element = stream;
+    stream = null;
+    delete root.dataset.streamLeader;
+    // A swap that deletes the element runs htmx's cleanup, which aborts the connection at once.
+    htmx.swap({ sourceElement: element, target: element, swap: "delete", text: "" });
+  }
+
+  // A tab that is not the leader catches up with anything that happened between its page being
+  // rendered and its joining the channel.
+  function catchUp() {
+    fetch("/api/v1/notifications/unread_count", { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((state) => {
+        if (state && state.seq > inbox.seq && !stream) {
+          inbox.seq = state.seq;
+          applyCount(state);
+          if (!panel.hidden) htmx.trigger(bell, "tidings:open");
+        }
+      });
+  }
+
+  // Without Web Locks (plain-HTTP origins by host name or LAN address are not secure contexts):
+  // a lease in localStorage {id, term, until}, renewed by the leader with a heartbeat that it
+  // also posts on the channel. A tab that sees no live lease claims it with the next term: it
+  // posts a claim, waits a moment, and leads unless a leader answered or a rival claimed a
+  // higher term (or the same term with a smaller id). Should two tabs lead all the same (a frozen
+  // leader waking up after a takeover), the one with the older term (then the larger id) steps
+  // down on the next heartbeat it hears. A leader that is going away (pagehide, beforeunload)
+  // resigns, and the other tabs claim at once instead of waiting for the lease to lapse. A leader
+  // answers every claim from its message handler, which background timer throttling does not delay.
+  function electWithLease() {
+    const LEASE_KEY = "tidings-inbox-lease";
+    const HEARTBEAT_MS = 500;
+    const LEASE_MS = 1500;
+    const CLAIM_MS = 150;
+    const me = [...crypto.getRandomValues(new Uint32Array(2))].map((n) => n.toString(16).padStart(8, "0")).join("");
+    let leading = false;
+    let claiming = false;
+    let term = 0; // the highest term this tab knows of; its own while it leads
+    let heardLeaderAt = 0;
+    const claims = []; // [{id, term, at}] heard recently
+
+    const beats = (other, otherTerm) => otherTerm > term || (otherTerm === term && other < me);
+
+    function readLease() {
+      try {
+        return JSON.parse(localStorage.getItem(LEASE_KEY) || "null");
+      } catch {
+        return null; // storage disabled: heartbeats alone decide
+      }
+    }
+    function writeLease() {
+      try {
+        localStorage.setItem(LEASE_KEY, JSON.stringify({ id: me, term, until: Date.now() + LEASE_MS }));
+      } catch {}
+    }
+    function dropLease() {
+      try {
+        if (readLease()?.id === me) localStorage.removeItem(LEASE_KEY);
+      } catch {}
+    }
+    function leaderAlive() {
+      if (Date.now() - heardLeaderAt < LEASE_MS) return true;
+      const lease = readLease();
+      return Boolean(lease && lease.id !== me && lease.until > Date.now());
+    }
+    function heartbeat() {
+      writeLease();
+      channel.postMessage({ kind: "leader", id: me, term });
+    }
+    function stepDown() {
+      leading = false;
+      closeStream();
+    }
+
+    async function claim() {
+      if (leading || claiming) return;
+      claiming = true;
+      const started = Date.now();
+      term = Math.max(term, readLease()?.term || 0) + 1;
+      writeLease();
+      channel.postMessage({ kind: "claim", id: me, term });
+      await new Promise((resolve) => setTimeout(resolve, CLAIM_MS));
+      claiming = false;
+      const answered = heardLeaderAt >= started;
+      const beaten = claims.some((c) => c.at >= started - CLAIM_MS && beats(c.id, c.term));
+      if (answered || beaten || leading) return;
+      leading = true;
+      heartbeat();
+      openStream();
+    }
+
+    channel.addEventListener("message", (event) => {
+      const message = event.data;
+      if (message.id === me) return;
+      if (message.kind === "leader") {
+        heardLeaderAt = Date.now();
+        if (leading && beats(message.id, message.term)) stepDown();
+        else if (leading) heartbeat(); // the other one steps down on hearing it
+        term = Math.max(term, message.term);
+      } else if (message.kind === "claim") {
+        if (leading) heartbeat();
+        claims.push({ id: message.id, term: message.term, at: Date.now() });
+        while (claims.length > 32) claims.shift();
+      } else if (message.kind === "resign") {
+        heardLeaderAt = 0;
+        claim();
+      }
+    });
+
+    function resign() {
+      if (!leading) return;
+      stepDown();
+      dropLease();
+      channel.postMessage({ kind: "resign", id: me });
+    }
+    addEventListener("pagehide", resign);
+    addEventListener("beforeunload", resign);
+
+    setInterval(() => {
+      if (leading) heartbeat();
+      else if (!leaderAlive()) claim();
+    }, HEARTBEAT_MS);
+    catchUp();
+    if (!leaderAlive()) claim();
+  }
+
   if (channel) {
-    channel.onmessage = (event) => apply(event.data);
+    channel.addEventListener("message", (event) => apply(event.data));
   }
   if (channel && navigator.locks) {
     navigator.locks.request("tidings-inbox-stream", () => {
       openStream();
       return new Promise(() => {}); // held until this tab goes away
     });
-    // A tab that is not the leader catches up with anything that happened between its page
-    // being rendered and its joining the channel.
-    fetch("/api/v1/notifications/unread_count", { credentials: "same-origin" })
-      .then((response) => (response.ok ? response.json() : null))
-      .then((state) => {
-        if (state && state.seq > inbox.seq && root.dataset.streamLeader !== "true") {
-          inbox.seq = state.seq;
-          applyCount(state);
-          if (!panel.hidden) htmx.trigger(bell, "tidings:open");
-        }
-      });
+    catchUp();
+  } else if (channel) {
+    electWithLease();
   } else {
     openStream();
   }

@@ -21,6 +21,7 @@ from tests.services import LiveServer
 
 E2E_DIR = Path(__file__).resolve().parent
 ARTIFACTS_DIR = E2E_DIR / "artifacts"
+PLAIN_HTTP_HOST = "tidings.test"
 SYSTEM_CHROMIUM = (Path("/usr/bin/chromium"), Path("/usr/lib/chromium/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
@@ -31,6 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # A plain-HTTP origin reached by a host name: not a secure context (no Web Locks, no
+    # crypto.randomUUID), as a LAN or intranet deployment without TLS is.
+    f"--host-resolver-rules=MAP {PLAIN_HTTP_HOST} 127.0.0.1",
 ]
 ACTION_TIMEOUT_MS = 10_000
 EXPECT_TIMEOUT_MS = 5_000
@@ -70,11 +74,17 @@ def server_tracebacks(log_path: Path, start: int = 0) -> str | None:
 def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log_path = tmp_path_factory.mktemp("e2e-server") / "server.log"
     server = LiveServer(server_env(database_url), log_path)
+    server.env["ALLOWED_ORIGINS"] = f"{server.url},{plain_http_origin(server)}"
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def plain_http_origin(server: LiveServer) -> str:
+    """The server by host name over plain HTTP (the browser maps the name to 127.0.0.1)."""
+    return f"http://{PLAIN_HTTP_HOST}:{server.port}"
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from playwright.async_api import BrowserContext, Locator, Page, expect
+from playwright.async_api import BrowserContext, Locator, Page, Request, Response, expect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,6 +186,29 @@ async def wait_for_leader(pages: list[Page], within_s: float = 5.0) -> Page:
             return leaders[0]
         await pages[0].wait_for_timeout(50)
     raise AssertionError("no tab became the stream leader")
+
+
+class StreamRequests:
+    """The inbox streams a browser context's tabs have asked for, and which are still open: a
+    stream request ends (finished or failed) when its tab closes or the stream drops."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.requested: list[Request] = []
+        self.answered: list[Response] = []
+        self._ended: list[Request] = []
+        context.on("request", lambda r: self.requested.append(r) if _is_stream(r.url) else None)
+        context.on("response", lambda r: self.answered.append(r) if _is_stream(r.url) else None)
+        context.on("requestfinished", lambda r: self._ended.append(r) if _is_stream(r.url) else None)
+        context.on("requestfailed", lambda r: self._ended.append(r) if _is_stream(r.url) else None)
+
+    def open(self) -> list[Request]:
+        return [
+            r for r in self.requested if not any(r is ended for ended in self._ended) and not r.frame.page.is_closed()
+        ]
+
+
+def _is_stream(url: str) -> bool:
+    return "/notifications/stream" in url
 
 
 # Records what the page hands to the Notification API, and makes the page look hidden (a tab in

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Dialog, Page, Request, Response, expect
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.e2e.conftest import ContextFactory, Screenshots, server_env, server_tracebacks
+from tests.e2e.conftest import ContextFactory, Screenshots, plain_http_origin, server_env, server_tracebacks
 from tests.e2e.notifications_helpers import (
     BELL,
     NOTIFICATION_SPY,
@@ -25,6 +26,7 @@ from tests.e2e.notifications_helpers import (
     PANEL_ITEMS,
     ApiClient,
     Person,
+    StreamRequests,
     expect_badge,
     item,
     make_admin,
@@ -214,6 +216,84 @@ async def test_eight_tabs_share_one_stream_and_survive_the_leader_closing(
     await shot(rest[-1], "last-tab-after-second")
 
 
+async def test_eight_tabs_on_a_plain_http_host_share_one_stream_without_web_locks(
+    new_context: ContextFactory, shot: Screenshots, live_server: LiveServer, session: AsyncSession
+) -> None:
+    """A LAN or intranet address over plain HTTP is no secure context: no navigator.locks. The
+    tabs elect their leader over localStorage and BroadcastChannel instead, with the same result."""
+    origin = plain_http_origin(live_server)
+    client, admin, bob = await admin_and_member(live_server.url, session)
+    context = await new_context(base_url=origin)
+    await sign_in(context, origin, bob)
+    streams = StreamRequests(context)
+
+    tabs = [await open_app(context, stream=True)]
+    secure, locks = await tabs[0].evaluate("[window.isSecureContext, typeof navigator.locks]")
+    assert (secure, locks) == (False, "undefined"), f"{origin} should be a non-secure context without Web Locks"
+    for _ in range(7):
+        tabs.append(await open_app(context))
+    leader = await wait_for_leader(tabs)
+    print(f"\nplain HTTP leader: tab {tabs.index(leader) + 1} of 8")
+
+    await client.announce(admin, "First of two", "Everyone hears this.")
+    await asyncio.gather(*(expect_badge(tab, 1, within_ms=3_000) for tab in tabs))
+    await asyncio.gather(*(expect(toast(tab, "First of two")).to_have_count(1) for tab in tabs))
+    assert len(streams.requested) == 1, f"8 tabs opened {len(streams.requested)} streams"
+    assert len(streams.open()) == 1
+    await wait_for_leader(tabs)  # still exactly one tab leads
+    await shot(tabs[-1], "plain-http-last-tab-after-first")
+
+    # Closing a tab as a person does (beforeunload and pagehide run): the leader hands over.
+    await leader.close(run_before_unload=True)
+    closed = time.monotonic()
+    rest = [tab for tab in tabs if tab is not leader]
+    while len(streams.answered) < 2 and time.monotonic() - closed < 10:
+        await rest[0].wait_for_timeout(20)
+    failover = time.monotonic() - closed
+    report = await stream_report(rest[0])
+    assert len(streams.answered) == 2, f"no new stream within 10 s of the leader closing:\n{report}"
+    assert streams.answered[1].status == 200
+    successor = await wait_for_leader(rest)
+    print(f"plain HTTP failover: tab {tabs.index(successor) + 1} streams {failover * 1000:.0f} ms after the close")
+    assert failover < 2.5, f"failover took {failover:.2f} s"
+
+    await client.announce(admin, "Second of two", "Still everyone.")
+    await asyncio.gather(*(expect_badge(tab, 2, within_ms=3_000) for tab in rest))
+    await asyncio.gather(*(expect(toast(tab, "Second of two")).to_have_count(1) for tab in rest))
+    assert len(streams.requested) == 2, f"expected one stream per leader, saw {len(streams.requested)}"
+    assert [r.frame.page for r in streams.open()] == [successor]
+    await wait_for_leader(rest)
+    await shot(successor, "plain-http-new-leader-after-second")
+
+    # A leader that stops without a word (its script hung, its tab frozen): its lease lapses and
+    # another tab takes over; when it runs again, it hears the newer leader and closes its stream.
+    cdp = await context.new_cdp_session(successor)
+    await cdp.send("Debugger.enable")
+    await cdp.send("Debugger.pause")  # no timers, no messages handled: only the network goes on
+    hung = time.monotonic()
+    awake = [tab for tab in rest if tab is not successor]
+    while len(streams.answered) < 3 and time.monotonic() - hung < 10:
+        await awake[0].wait_for_timeout(20)
+    lapse = time.monotonic() - hung
+    report = await stream_report(awake[0])
+    assert len(streams.answered) == 3, f"no takeover within 10 s of the leader hanging:\n{report}"
+    third = await wait_for_leader(awake)
+    print(f"plain HTTP takeover from a hung leader: tab {tabs.index(third) + 1} streaming {lapse * 1000:.0f} ms later")
+    assert lapse < 3.5, f"takeover took {lapse:.2f} s"
+    await client.announce(admin, "Third of three", "Heard while the old leader sleeps.")
+    await asyncio.gather(*(expect_badge(tab, 3, within_ms=3_000) for tab in awake))
+
+    await cdp.send("Debugger.resume")
+    woke = time.monotonic()
+    while len(streams.open()) > 1 and time.monotonic() - woke < 5:
+        await awake[0].wait_for_timeout(20)
+    assert [r.frame.page for r in streams.open()] == [third], "the woken leader kept its stream"
+    print(f"the woken leader stepped down {(time.monotonic() - woke) * 1000:.0f} ms after waking")
+    assert await wait_for_leader(rest) is third
+    await expect_badge(successor, 3)
+    await expect(toast(successor, "Third of three")).to_have_count(1)
+
+
 # --- 4. reconnecting after a restart ----------------------------------------------------------
 
 
@@ -258,6 +338,66 @@ async def test_reconnect_after_a_restart_shows_what_was_missed_once(
     # Checked last, so the journey above is judged either way; the same rule as for the shared server.
     summary = server_tracebacks(server.log_path)
     assert summary is None, f"stopping or restarting the server logged exceptions:\n{summary}"
+
+
+async def test_after_a_restore_the_page_adopts_the_lower_seq_and_shows_new_items(
+    new_context: ContextFactory, shot: Screenshots, database_url: str, session: AsyncSession, tmp_path: Path
+) -> None:
+    """The database was restored from a backup (or the inbox rebuilt): the server's seq and
+    version are now below what the open page holds. The stream says `reset` when it reconnects;
+    the page takes the server's numbers, refetches its views and shows what comes next."""
+    # Streams end every 2 s and reconnect with their Last-Event-ID, so the page meets the
+    # restored inbox on its next reconnect without the server restarting.
+    server = LiveServer({**server_env(database_url), "STREAM_MAX_LIFETIME_SECONDS": "2"}, tmp_path / "server.log")
+    await asyncio.to_thread(server.start)
+    try:
+        client, admin, bob = await admin_and_member(server.url, session)
+        titles = ["Before the restore: one", "Before the restore: two", "Before the restore: three"]
+        await seed_notifications(session, bob, *({"type": "general", "title": title} for title in titles))
+        await seed_notifications(session, bob, {"type": "general", "title": "Before the restore: read", "read": True})
+        context = await new_context(base_url=server.url)
+        await sign_in(context, server.url, bob)
+        page = await open_app(context, stream=True)
+        inbox_page = await open_app(context, "/notifications")
+        await expect_badge(page, 3)
+        assert await page.evaluate("window.tidingsInbox") == {"seq": 4, "version": 3}
+        await expect(inbox_page.locator("#inbox-list [data-notification-id]")).to_have_count(4)
+        panel = await open_dropdown(page)
+        await expect(page.locator(PANEL_ITEMS)).to_have_count(4)
+        await shot(page, "before-restore")
+
+        await page.evaluate("window.__resets = 0; document.addEventListener('tidings:reset', () => window.__resets++)")
+        await session.execute(text("DELETE FROM notifications WHERE user_id = :id"), {"id": bob.id})
+        await session.execute(
+            text("UPDATE notification_counters SET last_seq = 0, version = 0 WHERE user_id = :id"), {"id": bob.id}
+        )
+        await session.commit()
+        try:
+            await page.wait_for_function("window.__resets > 0", timeout=10_000)
+        except Exception:  # noqa: BLE001 - reported as the assertion below
+            pytest.fail(f"no reset reached the page within 10 s of the restore\n{await stream_report(page)}")
+        # The views are refetched: the dropdown and the inbox page no longer list the lost items.
+        await expect(page.locator(PANEL_ITEMS)).to_have_count(0)
+        await expect(inbox_page.locator("#inbox-list [data-notification-id]")).to_have_count(0)
+        await expect_badge(page, 0)
+        await expect_badge(inbox_page, 0)
+        await shot(page, "after-restore-reset")
+
+        title = "After the restore: doors at eight"
+        await client.announce(admin, title, "The first notification of the restored inbox.")
+        for tab in (page, inbox_page):
+            await expect_badge(tab, 1)
+            await expect(toast(tab, title)).to_have_count(1)
+        await expect(panel.locator('[data-section="unread"] .notif-item').filter(has_text=title)).to_have_count(1)
+        await expect(page.locator(PANEL_ITEMS)).to_have_count(1)
+        await expect(inbox_page.locator("#inbox-list .notif-item").filter(has_text=title)).to_have_count(1)
+        assert await page.evaluate("window.tidingsInbox") == {"seq": 1, "version": 1}
+        await shot(page, "after-restore-new-item")
+        await context.close()  # an open stream holds a stopping server for its whole grace period
+    finally:
+        await asyncio.to_thread(server.stop)
+    summary = server_tracebacks(server.log_path)
+    assert summary is None, f"the server logged exceptions:\n{summary}"
 
 
 # --- 5. the dropdown --------------------------------------------------------------------------
