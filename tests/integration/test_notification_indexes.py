@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import JSON, Integer, String, case, event, func, insert, literal, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs import retention
 from webapp.auth.models import User
 from webapp.db import UTCDateTime, create_sessionmaker, utcnow
 from webapp.notifications.models import NOTIFICATION_TYPES, Notification, NotificationCounter
@@ -222,6 +223,11 @@ HOT_QUERIES: dict[str, tuple[Callable[[int], Call], str | None]] = {
     "unread count": (lambda first: lambda service: service.unread_count(a_user(first)), None),
     "replay since seq": (lambda first: lambda service: service.since(a_user(first), PER_USER - 30, 100), None),
     "mark all read": (lambda first: lambda service: service.mark_all_read(a_user(first), PER_USER - 3), None),
+    # The scheduler's retention step: one batch of long-expired rows, oldest first.
+    "retention purge": (
+        lambda first: lambda service: retention.purge_expired_notifications(service.session, utcnow()),
+        "ix_notifications_expires_at",
+    ),
     "notify (dedupe check)": (
         lambda first: (
             lambda service: service.notify(
