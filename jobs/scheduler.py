@@ -1,6 +1,7 @@
 """The scheduler: exactly one per deployment (`tidings scheduler`; inside the web process in
 embedded mode). Every tick it hands due reminders, review requests and stranded outbox rows to
-the workers. Claims are atomic, so even two schedulers running at once send each reminder once.
+the workers, and purges one batch of old rows (jobs/retention.py). Claims are atomic, so even
+two schedulers running at once send each reminder once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs import retention
 from jobs.fanout import fan_out_review_requests
 from jobs.reminders import send_event_reminder
 from webapp.db import utcnow
@@ -34,6 +36,8 @@ class TickResult:
     reminders: int
     review_events: int
     outbox: int
+    purged_reminders: int = 0
+    purged_notifications: int = 0
 
 
 async def claim_review_requests(session: AsyncSession, now: datetime) -> list[int]:
@@ -67,6 +71,13 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
     async with session_factory() as session:  # type: ignore[operator]
         stranded = await enqueue_stranded(session, OUTBOX_GRACE)
         await session.commit()
+    # Retention: one bounded batch each, one transaction each, committed here.
+    async with session_factory() as session:  # type: ignore[operator]
+        purged_reminders = await retention.purge_sent_reminders(session, now)
+        await session.commit()
+    async with session_factory() as session:  # type: ignore[operator]
+        purged_notifications = await retention.purge_expired_notifications(session, now)
+        await session.commit()
     if reminder_ids or event_ids or stranded:
         log.info(
             "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows",
@@ -74,7 +85,9 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
             len(event_ids),
             stranded,
         )
-    return TickResult(len(reminder_ids), len(event_ids), stranded)
+    if purged_reminders or purged_notifications:
+        log.info("purged %d sent reminders, %d expired notifications", purged_reminders, purged_notifications)
+    return TickResult(len(reminder_ids), len(event_ids), stranded, purged_reminders, purged_notifications)
 
 
 def start(session_factory: object) -> AsyncIOScheduler:

@@ -106,9 +106,9 @@ class EventPages(Controller):
     async def update(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Response[Any]:
         form = await _form(request)
         service = EventService(db_session)
-        await service.get_organized(current_user(request), event_id)
+        event = await service.get_organized(current_user(request), event_id)
         try:
-            details = parse_event_form(form)
+            details = parse_event_form(form, current=event)
             await service.update(current_user(request), event_id, details.__dict__)
         except ValidationFailed as exc:
             await db_session.rollback()

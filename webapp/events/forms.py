@@ -1,8 +1,13 @@
-"""The event form: local date-times in the event's own time zone, prices in major units."""
+"""The event form: local date-times in the event's own time zone, prices in major units.
+
+A local time is never shifted silently: one the clocks skip (spring forward) or pass twice (fall
+back) is refused with a message naming it. The JSON API takes times with their UTC offset, so
+it never has to guess.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -14,7 +19,29 @@ from webapp.timeutil import in_zone, is_valid_timezone
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
 
-def parse_event_form(form: dict[str, str]) -> EventDetails:
+def _offset(moment: datetime) -> str:
+    text = moment.strftime("%z")  # +0100
+    return f"UTC{text[:3]}:{text[3:]}"
+
+
+def local_time_problem(wall: datetime, zone: str) -> str | None:
+    """Why a naive wall-clock time cannot stand for one instant in `zone`, or None if it can."""
+    first = wall.replace(tzinfo=ZoneInfo(zone), fold=0)
+    second = first.replace(fold=1)
+    shown = wall.strftime("%Y-%m-%d %H:%M")
+    if first.astimezone(UTC).astimezone(first.tzinfo).replace(tzinfo=None) != wall:
+        return f"{shown} does not exist in {zone} (clocks go forward). Choose another time."
+    if first.utcoffset() != second.utcoffset():
+        return (
+            f"{shown} occurs twice in {zone} (clocks go back), at {_offset(first)} and again at "
+            f"{_offset(second)}. Choose a time outside the repeated period."
+        )
+    return None
+
+
+def parse_event_form(form: dict[str, str], current: Event | None = None) -> EventDetails:
+    """`current` is the event being edited: a repeated local time it already holds (set with an
+    explicit offset through the API) keeps its instant instead of being refused."""
     errors: dict[str, str] = {}
     zone = form.get("timezone", "").strip()
     if not is_valid_timezone(zone):
@@ -23,10 +50,18 @@ def parse_event_form(form: dict[str, str]) -> EventDetails:
 
     def local(name: str) -> datetime:
         try:
-            return datetime.strptime(form.get(name, "").strip(), LOCAL_FORMAT).replace(tzinfo=ZoneInfo(zone))
+            wall = datetime.strptime(form.get(name, "").strip(), LOCAL_FORMAT)
         except ValueError:
             errors[name] = "Enter a date and time."
             return datetime.now(ZoneInfo(zone))
+        if current is not None and current.timezone == zone:
+            held: datetime = getattr(current, name)
+            if in_zone(held, zone).replace(tzinfo=None, second=0, microsecond=0) == wall:
+                return held  # unchanged on the form: the stored instant stands
+        problem = local_time_problem(wall, zone)
+        if problem:
+            errors[name] = problem
+        return wall.replace(tzinfo=ZoneInfo(zone))
 
     starts_at, ends_at = local("starts_at"), local("ends_at")
     capacity = 0

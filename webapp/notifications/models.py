@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base, UTCDateTime, utcnow
@@ -29,7 +29,27 @@ class Notification(Base):
         UniqueConstraint("user_id", "seq", name="uq_notifications_user_seq"),
         # Idempotency: the same fact told twice to the same person is stored once.
         UniqueConstraint("user_id", "dedupe_key", name="uq_notifications_user_dedupe_key"),
+        # Unread count, unread listing, mark-all-read.
         Index("ix_notifications_user_unread", "user_id", "read_at"),
+        # What has been said about one subject (cancellations make reminders obsolete, updates
+        # collapse, a cancelled booking's confirmation is annotated).
+        Index("ix_notifications_subject", "subject_kind", "subject_id", "type"),
+        # The inbox filtered by type, newest first, paged by seq.
+        Index("ix_notifications_user_type_seq", "user_id", "type", "seq"),
+        # mark_seen: only the few unseen rows, however long the history.
+        Index(
+            "ix_notifications_user_unseen",
+            "user_id",
+            postgresql_where=text("seen_at IS NULL"),
+            sqlite_where=text("seen_at IS NULL"),
+        ),
+        # Retention: expired rows, oldest first (most rows never expire and stay out of it).
+        Index(
+            "ix_notifications_expires_at",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+            sqlite_where=text("expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

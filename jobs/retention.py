@@ -1,0 +1,87 @@
+"""Retention: the scheduler purges what nobody will look at again.
+
+- Sent reminders, RETENTION_REMINDERS_DAYS after they were sent: the notification they produced
+  stays; the row only proved the reminder went out (a claim or a resend needs it only until the
+  event starts).
+- Notifications whose expires_at is more than RETENTION_NOTIFICATIONS_DAYS in the past: an
+  expired item has already left the unread count, so removing it changes no published count.
+  The user's counter (last_seq) is never touched, so seqs are never reused and streams, which
+  replay by seq, simply find fewer rows.
+
+Each purge deletes at most RETENTION_BATCH_SIZE rows, oldest first, so a tick stays short; the
+next tick takes the next batch. The functions run in the caller's transaction; the tick commits.
+Rows another transaction holds are skipped (SKIP LOCKED on PostgreSQL), never waited for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.notifications.models import Notification
+from webapp.reminders.models import Reminder
+
+
+class Policy(NamedTuple):
+    reminders_age: timedelta
+    notifications_age: timedelta
+    batch_size: int
+
+
+def policy_from_env(env: Mapping[str, str] = os.environ) -> Policy:
+    def positive(name: str, default: str) -> float:
+        try:
+            value = float(env.get(name, "") or default)
+        except ValueError:
+            raise ValueError(f"{name} must be a number") from None
+        if value <= 0:
+            raise ValueError(f"{name} must be positive")
+        return value
+
+    batch = positive("RETENTION_BATCH_SIZE", "1000")
+    if batch != int(batch):
+        raise ValueError("RETENTION_BATCH_SIZE must be a whole number")
+    return Policy(
+        reminders_age=timedelta(days=positive("RETENTION_REMINDERS_DAYS", "30")),
+        notifications_age=timedelta(days=positive("RETENTION_NOTIFICATIONS_DAYS", "30")),
+        batch_size=int(batch),
+    )
+
+
+REMINDERS_AGE, NOTIFICATIONS_AGE, BATCH_SIZE = policy_from_env()
+
+
+async def purge_sent_reminders(session: AsyncSession, now: datetime) -> int:
+    """Deletes one batch of reminders sent more than REMINDERS_AGE before `now`."""
+    batch = (
+        select(Reminder.id)
+        .where(Reminder.sent_at.is_not(None), Reminder.sent_at < now - REMINDERS_AGE)
+        .order_by(Reminder.sent_at)
+        .limit(BATCH_SIZE)
+        .with_for_update(skip_locked=True)
+    )
+    return await _delete(session, Reminder, list(await session.scalars(batch)))
+
+
+async def purge_expired_notifications(session: AsyncSession, now: datetime) -> int:
+    """Deletes one batch of notifications that expired more than NOTIFICATIONS_AGE before `now`."""
+    batch = (
+        select(Notification.id)
+        .where(Notification.expires_at.is_not(None), Notification.expires_at < now - NOTIFICATIONS_AGE)
+        .order_by(Notification.expires_at)
+        .limit(BATCH_SIZE)
+        .with_for_update(skip_locked=True)
+    )
+    return await _delete(session, Notification, list(await session.scalars(batch)))
+
+
+async def _delete(session: AsyncSession, model: type[Reminder] | type[Notification], ids: list[int]) -> int:
+    if not ids:
+        return 0
+    await session.execute(delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False))
+    return len(ids)
