@@ -30,6 +30,9 @@ async def log_in(session: AsyncSession, guard: LoginGuard, email: str, password:
     try:
         return await AccountService(session).authenticate(email, password)
     except Unauthorized:
+        # End the read first: Redis may be slow, and on SQLite an open transaction holds the
+        # write lock for everyone.
+        await session.rollback()
         await guard.record_failure(email, address)
         raise
 

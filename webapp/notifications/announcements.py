@@ -35,6 +35,11 @@ class AnnouncementService:
             errors["body"] = f"Use at most {MAX_BODY} characters."
         if errors:
             raise ValidationFailed(errors)
+        # The limit is checked (and below, recorded) outside the transaction: Redis may be slow,
+        # and on SQLite an open transaction holds the write lock for everyone.
+        key = f"rate:announce:{sender.id}"
+        if await self.limiter.is_blocked(key):
+            raise RateLimited("Too many announcements. Try again later.", retry_after=self.limiter.retry_after())
         if event_id is not None:
             event = await self.session.get(Event, event_id)
             if event is None or (event.organizer_id != sender.id and not sender.is_admin):
@@ -44,10 +49,6 @@ class AnnouncementService:
             recipients = int(await self.session.scalar(select(func.count(User.id))) or 0)
         else:
             raise Forbidden("Only admins can announce to everyone; choose one of your events.")
-        key = f"rate:announce:{sender.id}"
-        if await self.limiter.is_blocked(key):
-            raise RateLimited("Too many announcements. Try again later.", retry_after=self.limiter.retry_after())
-        await self.limiter.record(key)
         enqueue_after_commit(
             self.session,
             "fan_out_announcement",
@@ -58,6 +59,7 @@ class AnnouncementService:
             event_id=event_id,
         )
         await self.session.commit()
+        await self.limiter.record(key)
         return recipients
 
     async def _attendee_count(self, event_id: int) -> int:
