@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -51,12 +52,15 @@ def enqueue_after_commit(session: AsyncSession, actor_name: str, **payload: Any)
     return row
 
 
-def dispatch(rows: list[tuple[int, str, dict[str, Any]]]) -> list[int]:
-    """Sends rows to the job queue; returns the ids that were handed over."""
+def dispatch(rows: list[tuple[int, str, dict[str, Any]]], abandoned: threading.Event | None = None) -> list[int]:
+    """Sends rows to the job queue; returns the ids that were handed over. Stops early once
+    `abandoned` is set (nobody waits for the answer any more)."""
     if _dispatcher is None:
         return []
     sent = []
     for outbox_id, actor_name, payload in rows:
+        if abandoned is not None and abandoned.is_set():
+            break
         try:
             _dispatcher(actor_name, {**payload, "outbox_id": outbox_id})
             sent.append(outbox_id)
@@ -69,11 +73,13 @@ async def dispatch_off_loop(rows: list[tuple[int, str, dict[str, Any]]]) -> list
     """`dispatch` on a sender thread, waited for at most DISPATCH_TIMEOUT_SECONDS."""
     if not rows:
         return []
+    abandoned = threading.Event()
     try:
         return await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(_senders, dispatch, rows), DISPATCH_TIMEOUT_SECONDS
+            asyncio.get_running_loop().run_in_executor(_senders, dispatch, rows, abandoned), DISPATCH_TIMEOUT_SECONDS
         )
     except TimeoutError:
+        abandoned.set()  # the thread finishes the send in progress and stops
         log.warning(
             "could not enqueue outbox messages %s within %.0f s; the scheduler will retry them",
             [outbox_id for outbox_id, _, _ in rows],
