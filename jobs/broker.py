@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import (
@@ -25,6 +26,8 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+
+from webapp.settings import get_settings
 
 log = logging.getLogger("tidings.jobs")
 
@@ -67,13 +70,17 @@ def _middleware() -> list[Middleware]:
 
 def build_broker(redis_url: str | None) -> dramatiq.Broker:
     if redis_url:
+        settings = get_settings()
         return RedisBroker(  # type: ignore[no-untyped-call]
-            url=redis_url,
+            # Our own client: with `url=` Dramatiq builds a pool without timeouts, and a hung
+            # Redis would then hold a sender (or a worker) forever.
+            client=redis.Redis.from_url(redis_url, **settings.redis_options),
             middleware=_middleware(),
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
             maintenance_chance=MAINTENANCE_CHANCE,
-            # Separate deployments (or test runs) can share one Redis.
-            namespace=os.environ.get("JOBS_NAMESPACE", "dramatiq"),
+            # The deployment's namespace (JOBS_NAMESPACE, else derived from REDIS_NAMESPACE):
+            # separate deployments (or test runs) can share one Redis.
+            namespace=settings.jobs_namespace,
         )
     return StubBroker(middleware=_middleware())
 

@@ -33,7 +33,7 @@ def sessionmaker() -> async_sessionmaker[AsyncSession]:
         engine = create_engine(settings.database_url)
         _engines[loop] = (engine, create_sessionmaker(engine))
         if current_doorbell() is None and settings.redis_url:
-            set_doorbell(RedisDoorbell(settings.redis_url, listen=False))
+            set_doorbell(RedisDoorbell.from_settings(settings, listen=False))
     return _engines[loop][1]
 
 

@@ -23,6 +23,9 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Seconds a live server may take to answer /healthz: importing the app alone took over 30 s on
+# a busy two-core machine.
+START_WITHIN = 90.0
 
 
 def missing_service(message: str) -> None:
@@ -95,7 +98,7 @@ class LiveServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "webapp"], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 90  # generous: a busy 2-core machine imports slowly
+        deadline = time.monotonic() + START_WITHIN
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
@@ -105,7 +108,7 @@ class LiveServer:
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()  # not left running for nobody to stop
-        raise RuntimeError("server did not start within 90 s")
+        raise RuntimeError(f"server did not start within {START_WITHIN:.0f} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

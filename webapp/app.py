@@ -69,8 +69,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         reader_engine = (
             create_engine(settings.database_url, readers_only=True, timeouts=timeouts) if settings.is_sqlite else engine
         )
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        counter: Counter = RedisCounter(redis) if redis else MemoryCounter()
+        redis = Redis.from_url(settings.redis_url, **settings.redis_options) if settings.redis_url else None
+        counter: Counter = RedisCounter(redis, settings.redis_namespace) if redis else MemoryCounter()
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             queue_size=settings.stream_queue_size,
             max_connections_per_user=settings.stream_max_connections_per_user,
         )
-        doorbell: Doorbell = RedisDoorbell(settings.redis_url) if settings.redis_url else LocalDoorbell()
+        doorbell: Doorbell = RedisDoorbell.from_settings(settings) if settings.redis_url else LocalDoorbell()
         app.state.doorbell = doorbell
         set_doorbell(doorbell)
         await doorbell.start()

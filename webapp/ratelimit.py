@@ -40,11 +40,12 @@ class RedisCounter:
     """Shared by every process. If Redis is unreachable the limits fail open (and say so in
     the log): an outage of the limiter must not become an outage of logins and announcements."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, namespace: str) -> None:
         self._redis = redis
+        self._prefix = f"{namespace}:rl"  # the deployment's namespace: shared Redis, separate limits
 
     def _key(self, key: str, window_seconds: int) -> str:
-        return f"tidings:rl:{key}:{int(time.time() // window_seconds)}"
+        return f"{self._prefix}:{key}:{int(time.time() // window_seconds)}"
 
     async def hit(self, key: str, window_seconds: int) -> int:
         redis_key = self._key(key, window_seconds)

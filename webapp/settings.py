@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -48,6 +52,11 @@ class Settings:
     announcements_per_hour: int = 10
     db_connect_timeout_seconds: float = 3.0
     db_statement_timeout_seconds: float = 5.0
+    # Prefix of every Redis key and channel of this deployment (see default_redis_namespace).
+    redis_namespace: str = "tidings"
+    jobs_namespace: str = "tidings:jobs"
+    # Connect and read timeout of every Redis call: a hung server costs a request this long, not forever.
+    redis_timeout_seconds: float = 2.0
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -62,6 +71,22 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments for every Redis client (`Redis.from_url(url, **redis_options)`)."""
+        return {"socket_timeout": self.redis_timeout_seconds, "socket_connect_timeout": self.redis_timeout_seconds}
+
+
+def default_redis_namespace(database_url: str) -> str:
+    """Deployments that share a Redis server but not a database must not see each other's keys:
+    the default namespace is a short hash of the database URL (without its password, so
+    rotating the password keeps the namespace)."""
+    try:
+        url = make_url(database_url)._replace(password=None).render_as_string(hide_password=False)
+    except ArgumentError:  # an unparsable URL is refused later by the engine itself
+        url = database_url
+    return "tidings:" + hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
 def _development_secret_key() -> str:
@@ -103,10 +128,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError("PORT must be a number")
     host = env.get("HOST", "127.0.0.1")
     default_origins = f"http://127.0.0.1:{port},http://localhost:{port}"
+    database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{VAR_DIR / 'tidings.db'}"
+    redis_namespace = env.get("REDIS_NAMESPACE", "").strip().rstrip(":") or default_redis_namespace(database_url)
     origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", default_origins).split(",") if o.strip())
     return Settings(
         env=mode,
-        database_url=env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{VAR_DIR / 'tidings.db'}",
+        database_url=database_url,
         redis_url=env.get("REDIS_URL") or None,
         secret_key=secret_key,
         allowed_origins=origins,
@@ -121,6 +148,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
         db_connect_timeout_seconds=number("DB_CONNECT_TIMEOUT_SECONDS", 3.0, float),
         db_statement_timeout_seconds=number("DB_STATEMENT_TIMEOUT_SECONDS", 5.0, float),
+        redis_namespace=redis_namespace,
+        jobs_namespace=env.get("JOBS_NAMESPACE", "").strip() or f"{redis_namespace}:jobs",
+        redis_timeout_seconds=number("REDIS_TIMEOUT_SECONDS", 2.0, float),
     )
 
 

@@ -22,8 +22,11 @@ async def redis():
     await client.aclose()
 
 
+NAMESPACE = f"tidings-test:{uuid.uuid4().hex[:8]}"
+
+
 def guard(redis: Redis) -> LoginGuard:
-    counter = RedisCounter(redis)
+    counter = RedisCounter(redis, NAMESPACE)
     return LoginGuard(per_account=RateLimiter(counter, 3, 60), per_address=RateLimiter(counter, 5, 60))
 
 
@@ -37,7 +40,7 @@ async def test_failures_counted_by_one_process_block_logins_in_another(redis):
     with pytest.raises(RateLimited) as blocked:
         await second_process.check(email, "10.0.0.2")
     assert 0 < blocked.value.retry_after <= 60
-    keys = [key async for key in redis.scan_iter(match=f"tidings:rl:login:acct:{email}:*")]
+    keys = [key async for key in redis.scan_iter(match=f"{NAMESPACE}:rl:login:acct:{email}:*")]
     assert keys and 0 < await redis.ttl(keys[0]) <= 60
 
 

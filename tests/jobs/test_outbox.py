@@ -55,7 +55,14 @@ async def test_a_service_failing_after_writing_outbox_and_notifications_leaves_n
 async def test_committed_rows_are_enqueued_at_once_and_marked(session, sent, engine):
     row = enqueue_after_commit(session, "send_group_invitation", invitation_id=7)
     await session.commit()
-    assert sent == [("send_group_invitation", {"invitation_id": 7, "outbox_id": row.id})]
+
+    async def handed_over():
+        return sent
+
+    # At once, but off the event loop: the hand-over runs on a sender thread after the commit.
+    assert await eventually(handed_over, within=5) == [
+        ("send_group_invitation", {"invitation_id": 7, "outbox_id": row.id})
+    ]
 
     async def marked():
         async with engine.connect() as conn:

@@ -38,7 +38,8 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.sse import Event, EventStream, open_stream
 from tests.services import LiveServer, LiveWorker, free_port, missing_service, redis_available, scaled_env
-from webapp.realtime.doorbell import CHANNEL, RedisDoorbell, current_doorbell, set_doorbell
+from webapp.realtime.doorbell import RedisDoorbell, current_doorbell, set_doorbell
+from webapp.settings import load_settings
 
 LATENCY_LIMIT = 2.0
 
@@ -184,10 +185,10 @@ class RedisProcess:
             self.process.wait(timeout=10)
 
 
-async def subscribers(url: str) -> int:
+async def subscribers(url: str, channel: str) -> int:
     client = Redis.from_url(url)
     try:
-        counts = await client.pubsub_numsub(CHANNEL)
+        counts = await client.pubsub_numsub(channel)
         return int(counts[0][1]) if counts else 0
     finally:
         await client.aclose()
@@ -197,14 +198,16 @@ async def test_redis_restarted_mid_stream_loses_nothing(database_url, session, t
     folder = tmp_path_factory.mktemp("redis-restart")
     redis = RedisProcess(free_port(), folder / "redis.log")
     redis.start()
-    server = LiveServer(server_env(database_url, REDIS_URL=redis.url), folder / "server.log")
+    env = server_env(database_url, REDIS_URL=redis.url)
+    server = LiveServer(env, folder / "server.log")
     WATCHED_LOGS.append(server.log_path)
-    bell = RedisDoorbell(redis.url, listen=False)  # this process rings the server through Redis
+    # This process rings the server through Redis, in the server's namespace.
+    bell = RedisDoorbell.from_settings(load_settings({**env, "SECRET_KEY": TEST_SECRET}), listen=False)
     previous = current_doorbell()
     try:
         server.start()
         deadline = time.monotonic() + 20
-        while await subscribers(redis.url) < 1:  # the server's doorbell listener is on the channel
+        while await subscribers(redis.url, bell.channel) < 1:  # the server's doorbell listener is on the channel
             assert time.monotonic() < deadline, f"the server never subscribed:\n{log_tail(server)}"
             await asyncio.sleep(0.05)
         set_doorbell(bell)
@@ -227,7 +230,7 @@ async def test_redis_restarted_mid_stream_loses_nothing(database_url, session, t
                 caught_up = time.monotonic() - restarted
 
                 deadline = time.monotonic() + 20
-                while await subscribers(redis.url) < 1:
+                while await subscribers(redis.url, bell.channel) < 1:
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.05)
                 await add_notifications(session, member.id, 2, "after")

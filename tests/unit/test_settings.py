@@ -50,3 +50,29 @@ def test_development_defaults_to_sqlite_under_var_and_a_kept_key():
 def test_nonsense_settings_are_refused(env):
     with pytest.raises(SettingsError):
         load_settings(env)
+
+
+def test_the_redis_namespace_derives_from_the_database_without_its_password():
+    def namespace(url: str) -> str:
+        return load_settings({"SECRET_KEY": STRONG, "DATABASE_URL": url}).redis_namespace
+
+    one = namespace("postgresql+asyncpg://app:first-password@db/tidings")
+    assert one.startswith("tidings:") and "first-password" not in one
+    assert namespace("postgresql+asyncpg://app:rotated-password@db/tidings") == one  # a new password, same data
+    assert namespace("postgresql+asyncpg://app:first-password@db/other") != one
+    assert namespace("sqlite+aiosqlite:////srv/a/tidings.db") != namespace("sqlite+aiosqlite:////srv/b/tidings.db")
+
+
+def test_jobs_namespace_follows_the_redis_namespace_unless_set():
+    settings = load_settings({"SECRET_KEY": STRONG, "REDIS_NAMESPACE": "shop-eu"})
+    assert (settings.redis_namespace, settings.jobs_namespace) == ("shop-eu", "shop-eu:jobs")
+    settings = load_settings({"SECRET_KEY": STRONG, "REDIS_NAMESPACE": "shop-eu", "JOBS_NAMESPACE": "dramatiq"})
+    assert (settings.redis_namespace, settings.jobs_namespace) == ("shop-eu", "dramatiq")
+
+
+def test_every_redis_client_gets_connect_and_read_timeouts():
+    assert load_settings({"SECRET_KEY": STRONG}).redis_options == {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    settings = load_settings({"SECRET_KEY": STRONG, "REDIS_TIMEOUT_SECONDS": "0.5"})
+    assert settings.redis_options == {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    with pytest.raises(SettingsError, match="REDIS_TIMEOUT_SECONDS"):
+        load_settings({"SECRET_KEY": STRONG, "REDIS_TIMEOUT_SECONDS": "0"})

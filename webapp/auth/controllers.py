@@ -34,7 +34,7 @@ async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> 
         async with request.app.state.reader_sessionmaker() as reader:
             return await AccountService(reader).authenticate(email, password)
     except Unauthorized:
-        await guard.record_failure(email, address)
+        await guard.record_failure(email, address)  # Redis, after the read session has closed
         raise
 
 

@@ -22,10 +22,10 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from webapp.realtime.protocol import Message, to_wire
+from webapp.settings import Settings
 
 log = logging.getLogger("tidings.doorbell")
 
-CHANNEL = "tidings:doorbell"
 RESYNC = {"type": "resync"}
 CLOSE = {"type": "close"}
 UNSTARTED_GRACE = 2.0  # seconds
@@ -144,20 +144,38 @@ class LocalDoorbell:
 
 
 class RedisDoorbell:
-    """Scaled mode: rings are published on one Redis channel that every web process listens to.
+    """Scaled mode: rings are published on one Redis channel that every web process of the
+    deployment listens to; the channel is in the deployment's namespace, so another deployment
+    on the same Redis never hears them.
 
     When the listening connection breaks and comes back, every local stream is told to
-    re-check the database, so nothing published meanwhile is lost.
+    re-check the database, so nothing published meanwhile is lost. Every Redis call has the
+    connect and read timeouts of `redis_options`, so a hung server costs a ring, never a stall.
     """
 
-    def __init__(self, redis_url: str, hub: Hub | None = None, listen: bool = True) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        namespace: str,
+        redis_options: dict[str, Any] | None = None,
+        hub: Hub | None = None,
+        listen: bool = True,
+    ) -> None:
         self.hub = hub or Hub()
         self.redis_url = redis_url
+        self.channel = f"{namespace}:doorbell"
+        self.redis_options = redis_options or {}
         self.listen = listen
-        self._publisher = Redis.from_url(redis_url)
+        self._publisher = Redis.from_url(redis_url, **self.redis_options)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, hub: Hub | None = None, listen: bool = True) -> RedisDoorbell:
+        if not settings.redis_url:
+            raise ValueError("a Redis doorbell needs REDIS_URL")
+        return cls(settings.redis_url, settings.redis_namespace, settings.redis_options, hub=hub, listen=listen)
 
     def ring(self, messages: Iterable[dict[str, Any]]) -> None:
         payloads = [json.dumps(m, separators=(",", ":")) for m in messages]
@@ -171,7 +189,7 @@ class RedisDoorbell:
         try:
             async with self._publisher.pipeline(transaction=False) as pipe:
                 for payload in payloads:
-                    pipe.publish(CHANNEL, payload)
+                    pipe.publish(self.channel, payload)
                 await pipe.execute()
         except RedisError as exc:
             # The rows are committed; streams will find them on their next check or reconnect.
@@ -194,10 +212,11 @@ class RedisDoorbell:
         delay = 0.1
         first = True
         while True:
-            client = Redis.from_url(self.redis_url)
+            # The timeouts bound connecting and subscribing; waiting for messages blocks without one.
+            client = Redis.from_url(self.redis_url, **self.redis_options)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(self.channel)
                 self.connected.set()
                 if not first:
                     log.info("doorbell reconnected; local streams re-check the database")
