@@ -10,6 +10,7 @@ from webapp.bookings.models import Booking
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, PaymentDeclined, ValidationFailed
+from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit
 from webapp.payments.gateway import PaymentGateway, is_plausible_card_number, normalize_card_number
 from webapp.payments.models import Payment
@@ -51,6 +52,13 @@ class PaymentService:
         )
         self.session.add(payment)
         if result.succeeded:
+            # The event row, shared, before confirming (the lock order): a move of the event waits
+            # for this commit and then reschedules this booking too, or has committed and the
+            # re-read start is the new one. Either way the reminders are for the real start.
+            event = await self.session.get(
+                Event, booking.event_id, populate_existing=True, with_for_update={"read": True, "of": Event}
+            )
+            assert event is not None  # an event with bookings is never deleted
             confirmed = await self.session.execute(
                 update(Booking)
                 .where(Booking.id == booking.id, Booking.status == "pending")
@@ -62,7 +70,7 @@ class PaymentService:
                 raise Conflict(
                     "This booking changed while paying; nothing was charged twice.", code="booking_not_pending"
                 )
-            await ReminderService(self.session).schedule_for_booking(booking, booking.event, utcnow())
+            await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
             enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         else:
             booking.failure_reason = result.failure_message
