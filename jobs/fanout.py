@@ -127,6 +127,7 @@ async def _tell_cancellation(session: Any, event_id: int, version: int, user_ids
     ]
     # Reminders and updates about an event that will not happen are no longer news.
     stale = await service.unread_about("event", event.id, ("event_reminder", "event_updated"), user_ids)
+    await service.lock_inboxes([user.id for user in users])
     await service.mark_obsolete(stale)
     await service.notify_many(items)
 
@@ -202,6 +203,7 @@ async def _tell_updates(
                 dedupe_key=f"event_updated:{event.id}:{versions[-1]}:{user.id}",
             )
         )
+    await service.lock_inboxes([n.user_id for n in replaced] + [item.user_id for item in items])
     await service.mark_obsolete(replaced)
     await service.notify_many(items)
 
