@@ -159,7 +159,7 @@ async def _tell_updates(
     describe = functools.lru_cache(maxsize=None)(
         lambda merged_json, zone: describe_changes(json.loads(merged_json), zone)
     )
-    items, replaced = [], []
+    items, replaced, settled = [], [], []
     for user in users:
         if user.id not in attending_since:
             continue  # no longer holds a seat
@@ -188,7 +188,7 @@ async def _tell_updates(
         if not merged:
             # Changed and changed back: nothing is news, but these versions count as told.
             if waiting:
-                waiting[-1].data = {**waiting[-1].data, "versions": sorted(told | set(versions))}
+                settled.append((waiting[-1], sorted(told | set(versions))))
             continue
         items.append(
             NewNotification(
@@ -206,6 +206,8 @@ async def _tell_updates(
     await service.lock_inboxes([n.user_id for n in replaced] + [item.user_id for item in items])
     await service.mark_obsolete(replaced)
     await service.notify_many(items)
+    for notification, told_versions in settled:  # notification rows last (the lock order)
+        notification.data = {**notification.data, "versions": told_versions}
 
 
 def _told_versions(notification: Any) -> list[int]:

@@ -218,3 +218,21 @@ async def test_an_update_job_racing_the_cancellation_never_leaves_a_change_unrea
 
         assert unread(await inbox_about(maker, attendee, event_id, "event_updated")) == [], f"round {round_}"
         assert len(unread(await inbox_about(maker, attendee, event_id, "event_cancelled"))) == 1
+
+
+async def test_a_change_undone_before_it_was_read_leaves_nothing_to_tell_even_when_a_job_runs_again(
+    maker, fan_outs, jobs_runtime
+):
+    organizer, event_id, attendee = await event_with_attendee(maker, "undone")
+    await edit(maker, organizer, event_id, venue="New Hall")  # version 2
+    await run_job(fan_outs[0], [attendee])
+    await edit(maker, organizer, event_id, venue="Old Hall")  # version 3: back as it was
+    _, v3 = fan_outs
+    await run_job(v3, [attendee])
+    await run_job(v3, [attendee])  # delivered again
+    await run_job(fan_outs[0], [attendee])
+
+    rows = await inbox_about(maker, attendee, event_id, "event_updated")
+    assert unread(rows) == [], [n.body for n in unread(rows)]
+    [obsolete] = rows
+    assert obsolete.obsolete_at is not None
