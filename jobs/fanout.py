@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 
 import dramatiq
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from jobs import runtime
 from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
-from webapp.events.models import Event
+from webapp.events.models import Event, EventChange
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.timeutil import format_in_zone
 
@@ -98,64 +98,133 @@ async def notify_event_change(
     event_id: int, version: int, kind: str, changes: dict[str, Any], user_ids: list[int]
 ) -> None:
     async with runtime.session() as session:
-        event = await session.get(Event, event_id)
-        if event is None:
-            return
-        service = NotificationService(session)
-        users = await _users(session, user_ids)
         if kind == "cancelled":
-            items = [
-                NewNotification(
-                    user_id=user.id,
-                    type="event_cancelled",
-                    title=f"Cancelled: {event.title}",
-                    body=f"It was to start {format_in_zone(event.starts_at, user.timezone)} at {event.venue}.",
-                    url=f"/events/{event.id}",
-                    data={"event_id": event.id, "version": version},
-                    subject_kind="event",
-                    subject_id=event.id,
-                    dedupe_key=f"event_cancelled:{event.id}:{user.id}",
-                )
-                for user in users
-            ]
-            # Reminders and updates about an event that will not happen are no longer news.
-            stale = await service.unread_about("event", event.id, ("event_reminder", "event_updated"), user_ids)
-            await service.mark_obsolete(stale)
-            await service.notify_many(items)
-            await session.commit()
-            return
-        # Updates: several unread updates of one event collapse into one item with merged changes.
-        known = _group(await service.about("event", event.id, ("event_updated",), user_ids))
-        describe = functools.lru_cache(maxsize=None)(
-            lambda merged_json, zone: describe_changes(json.loads(merged_json), zone)
-        )
-        items, replaced = [], []
-        for user in users:
-            earlier = known.get(user.id, [])
-            if any(int(n.data.get("version", 0)) >= version for n in earlier):
-                continue  # already told about this version, or a newer one
-            merged = changes
-            for older in sorted((n for n in earlier if n.read_at is None), key=lambda n: n.seq):
-                merged = merge_changes(older.data.get("changes", {}), merged)
-                replaced.append(older)
-            if not merged:
-                continue
-            items.append(
-                NewNotification(
-                    user_id=user.id,
-                    type="event_updated",
-                    title=f"Changed: {event.title}",
-                    body=describe(json.dumps(merged, sort_keys=True), user.timezone),
-                    url=f"/events/{event.id}",
-                    data={"event_id": event.id, "version": version, "changes": merged},
-                    subject_kind="event",
-                    subject_id=event.id,
-                    dedupe_key=f"event_updated:{event.id}:{version}:{user.id}",
-                )
-            )
-        await service.mark_obsolete(replaced)
-        await service.notify_many(items)
+            await _tell_cancellation(session, event_id, version, user_ids)
+        else:
+            await _tell_updates(session, event_id, version, changes, user_ids)
         await session.commit()
+
+
+async def _tell_cancellation(session: Any, event_id: int, version: int, user_ids: list[int]) -> None:
+    event = await session.get(Event, event_id)
+    if event is None:
+        return
+    service = NotificationService(session)
+    users = await _users(session, user_ids)
+    items = [
+        NewNotification(
+            user_id=user.id,
+            type="event_cancelled",
+            title=f"Cancelled: {event.title}",
+            body=f"It was to start {format_in_zone(event.starts_at, user.timezone)} at {event.venue}.",
+            url=f"/events/{event.id}",
+            data={"event_id": event.id, "version": version},
+            subject_kind="event",
+            subject_id=event.id,
+            dedupe_key=f"event_cancelled:{event.id}:{user.id}",
+        )
+        for user in users
+    ]
+    # Reminders and updates about an event that will not happen are no longer news.
+    stale = await service.unread_about("event", event.id, ("event_reminder", "event_updated"), user_ids)
+    await service.lock_inboxes([user.id for user in users])
+    await service.mark_obsolete(stale)
+    await service.notify_many(items)
+
+
+async def _tell_updates(
+    session: Any, event_id: int, version: int, message_changes: dict[str, Any], user_ids: list[int]
+) -> None:
+    """Tells each recipient every committed change of the event they have not been told yet, in
+    one unread item that replaces their unread earlier ones. Works from the stored changes, not
+    from this message, so jobs may run late, twice, out of order or at once: the version numbers
+    told are kept on each item, and an item's dedupe key is the newest version it tells."""
+    # The event row first (the lock order), shared: an edit or the cancellation of this event
+    # waits until this transaction ends, so what is read below stays true until it commits.
+    event = await session.get(Event, event_id, populate_existing=True, with_for_update={"read": True, "of": Event})
+    if event is None or event.status == "cancelled":
+        return  # the cancellation tells them (and obsoletes any update told before it)
+    history = {
+        row.version: (row.changes, row.created_at)
+        for row in await session.scalars(
+            select(EventChange).where(EventChange.event_id == event_id).order_by(EventChange.version)
+        )
+    }
+    if version not in history and message_changes:  # queued before changes were stored per version
+        history[version] = (message_changes, None)
+    attending_since = await _attending_since(session, event_id, user_ids)
+    service = NotificationService(session)
+    users = await _users(session, user_ids)
+    known = _group(await service.about("event", event.id, ("event_updated",), user_ids))
+    describe = functools.lru_cache(maxsize=None)(
+        lambda merged_json, zone: describe_changes(json.loads(merged_json), zone)
+    )
+    items, replaced, settled = [], [], []
+    for user in users:
+        if user.id not in attending_since:
+            continue  # no longer holds a seat
+        since = attending_since[user.id]
+        earlier = known.get(user.id, [])
+        told = {v for n in earlier for v in _told_versions(n)}
+        untold = [
+            v
+            for v, (_, at) in history.items()
+            if v not in told and (since is None or at is None or at > since)  # not what they booked
+        ]
+        if not untold:
+            continue
+        waiting = sorted((n for n in earlier if n.read_at is None), key=lambda n: n.seq)
+        pieces = {v: history[v][0] for v in untold}
+        for n in waiting:
+            if "versions" in n.data:
+                pieces.update({v: history[v][0] for v in n.data["versions"] if v in history})
+            else:  # an item written before changes were stored per version tells its own merge
+                pieces.setdefault(int(n.data.get("version", 0)), n.data.get("changes", {}))
+        merged: dict[str, Any] = {}
+        for v in sorted(pieces):
+            merged = merge_changes(merged, pieces[v])
+        versions = sorted(pieces)
+        replaced.extend(waiting)
+        if not merged:
+            # Changed and changed back: nothing is news, but these versions count as told.
+            if waiting:
+                settled.append((waiting[-1], sorted(told | set(versions))))
+            continue
+        items.append(
+            NewNotification(
+                user_id=user.id,
+                type="event_updated",
+                title=f"Changed: {event.title}",
+                body=describe(json.dumps(merged, sort_keys=True), user.timezone),
+                url=f"/events/{event.id}",
+                data={"event_id": event.id, "version": versions[-1], "versions": versions, "changes": merged},
+                subject_kind="event",
+                subject_id=event.id,
+                dedupe_key=f"event_updated:{event.id}:{versions[-1]}:{user.id}",
+            )
+        )
+    await service.lock_inboxes([n.user_id for n in replaced] + [item.user_id for item in items])
+    await service.mark_obsolete(replaced)
+    await service.notify_many(items)
+    for notification, told_versions in settled:  # notification rows last (the lock order)
+        notification.data = {**notification.data, "versions": told_versions}
+
+
+def _told_versions(notification: Any) -> list[int]:
+    data = notification.data
+    return [int(v) for v in data.get("versions", [data.get("version", 0)])]
+
+
+async def _attending_since(session: Any, event_id: int, user_ids: Sequence[int]) -> dict[int, datetime | None]:
+    """Recipients who hold a confirmed seat, with when they first got one (changes made before
+    are what they booked, not news)."""
+    statement = (
+        select(BookingAttendee.user_id, func.min(Booking.confirmed_at))
+        .join(Booking, Booking.id == BookingAttendee.booking_id)
+        .where(Booking.event_id == event_id, Booking.status == "confirmed", BookingAttendee.user_id.in_(user_ids))
+        .group_by(BookingAttendee.user_id)
+    )
+    return {user_id: since for user_id, since in await session.execute(statement)}
 
 
 def _group(notifications: Sequence[Any]) -> dict[int, list[Any]]:

@@ -1,6 +1,6 @@
 """notifications: indexes for the hot queries (subject lookup, type filter, unseen, expiry)
 
-Revision ID: notification_hot_indexes
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "notification_hot_indexes"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -6,18 +6,25 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.api import bearer, book, create_event, event_payload, pay, register
+from tests.api import bearer, book, create_event, event_payload, eventually, pay, register
 from tests.conftest import TEST_SECRET
 from tests.services import LiveServer
+from webapp.auth.models import User
 from webapp.bookings.models import Booking
+from webapp.bookings.services import BookingService
+from webapp.db import create_sessionmaker, utcnow
 from webapp.events.models import Event
+from webapp.events.services import EventDetails, EventService
 from webapp.payments.gateway import ChargeResult, TestPaymentGateway
 from webapp.payments.models import Payment
+from webapp.payments.services import PaymentService
+from webapp.reminders.models import Reminder
 
 CAPACITY = 25
 RACERS = 20
@@ -201,3 +208,160 @@ async def test_simultaneous_payments_for_one_booking_charge_the_card_once(app, i
     assert [(p.status, p.amount_cents) for p in rows] == [("succeeded", 8000)]
     # The card is charged once ("nothing was charged twice"), and every charge made is on record.
     assert gateway.charges == len(rows) == 1
+
+
+EDITED_EVENTS = 6
+
+
+async def test_simultaneous_edits_of_one_event_get_distinct_versions_and_both_changes_are_told(
+    app, in_process_server, session
+):
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=30) as http:
+        _, organizer = await register(http)
+        _, attendee = await register(http)
+        events = [await create_event(http, organizer, price_cents=0) for _ in range(EDITED_EVENTS)]
+        for event in events:
+            assert (await book(http, attendee, event["id"])).status_code == 201
+
+        # Every event gets two edits at once: one moves it to another hall, one renames it.
+        edits = [
+            http.patch(f"/api/v1/events/{event['id']}", json=change, headers=bearer(organizer))
+            for i, event in enumerate(events)
+            for change in ({"venue": f"Hall {i}"}, {"title": f"Renamed {i}"})
+        ]
+        responses = await asyncio.gather(*edits)
+        assert [r.status_code for r in responses] == [200] * len(edits), [r.text for r in responses]
+        for venue_edit, title_edit in zip(responses[0::2], responses[1::2], strict=True):
+            assert {venue_edit.json()["version"], title_edit.json()["version"]} == {2, 3}
+
+        async def told_once_with_both_changes() -> list[dict] | None:
+            listing = await http.get("/api/v1/notifications?type=event_updated&limit=100", headers=bearer(attendee))
+            body = listing.json()
+            unread = [n for n in body["items"] if n["read_at"] is None]
+            if len(unread) != EDITED_EVENTS:
+                return None
+            for i, event in enumerate(events):
+                [item] = [n for n in unread if n["data"]["event_id"] == event["id"]]
+                if f"Venue: Main Hall → Hall {i}" not in item["body"] or f"→ Renamed {i}" not in item["body"]:
+                    return None
+            return unread
+
+        unread = await eventually(told_once_with_both_changes)
+        assert sorted(n["data"]["event_id"] for n in unread) == sorted(e["id"] for e in events)
+    versions = list(await session.scalars(select(Event.version).where(Event.id.in_([e["id"] for e in events]))))
+    await session.commit()
+    assert versions == [3] * EDITED_EVENTS
+
+
+RACES = 12
+
+
+@pytest.fixture
+def outbox_held() -> Iterator[None]:
+    """Services run without a worker here: the outbox queues nothing (no job outlives the test)."""
+    import jobs.dispatch
+    from webapp.outbox.services import set_dispatcher
+
+    set_dispatcher(lambda name, kwargs: None)
+    yield
+    set_dispatcher(jobs.dispatch.send_by_name)
+
+
+async def reminder_starts(engine, event_id: int) -> tuple[datetime, list[datetime], int]:
+    """The event's start now, every unsent reminder's start, and its confirmed attendees."""
+    async with create_sessionmaker(engine)() as db:
+        start = await db.scalar(select(Event.starts_at).where(Event.id == event_id))
+        reminders = list(await db.scalars(select(Reminder.event_starts_at).where(Reminder.event_id == event_id)))
+        confirmed = await db.scalar(
+            select(func.count(Booking.id)).where(Booking.event_id == event_id, Booking.status == "confirmed")
+        )
+        await db.rollback()
+    return start, reminders, int(confirmed or 0)
+
+
+async def racing_event(engine, price_cents: int) -> tuple[User, int, list[User], datetime]:
+    maker = create_sessionmaker(engine)
+    async with maker() as db:
+        people = [
+            User(email=f"racer-{price_cents}-{i}@example.com", name=f"Racer {i}", password_hash="!", timezone="UTC")
+            for i in range(RACES + 1)
+        ]
+        db.add_all(people)
+        await db.commit()
+    organizer, *bookers = people
+    start = utcnow().replace(microsecond=0) + timedelta(days=10)
+    async with maker() as db:
+        event = await EventService(db).create(
+            organizer,
+            EventDetails(
+                title="Moving Target",
+                description="",
+                venue="Hall",
+                starts_at=start,
+                ends_at=start + timedelta(hours=2),
+                timezone="UTC",
+                capacity=100,
+                price_cents=price_cents,
+                currency="EUR",
+            ),
+        )
+        await db.commit()
+    return organizer, event.id, bookers, start
+
+
+async def move(engine, organizer: User, event_id: int, start: datetime) -> None:
+    """The organizer's edit, straight away: its first statement takes the event row, so a booking
+    started at the same moment has usually read the event and not yet confirmed."""
+    async with create_sessionmaker(engine)() as db:
+        await EventService(db).update(organizer, event_id, {"starts_at": start, "ends_at": start + timedelta(hours=2)})
+        await db.commit()
+
+
+async def test_a_free_booking_confirmed_while_its_event_moves_gets_reminders_for_the_new_start(engine, outbox_held):
+    organizer, event_id, bookers, start = await racing_event(engine, price_cents=0)
+
+    async def confirm(booker: User) -> None:
+        async with create_sessionmaker(engine)() as db:
+            await BookingService(db).book(booker, event_id, 1)
+            await db.commit()
+
+    for i, booker in enumerate(bookers):
+        await asyncio.gather(move(engine, organizer, event_id, start + timedelta(hours=i + 1)), confirm(booker))
+        starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
+        assert confirmed == i + 1
+        assert len(reminders) == 3 * confirmed
+        assert starts_at == start + timedelta(hours=i + 1)
+        assert set(reminders) == {starts_at}, (
+            f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
+        )
+
+
+async def test_a_payment_confirmed_while_its_event_moves_gets_reminders_for_the_new_start(engine, outbox_held):
+    organizer, event_id, bookers, start = await racing_event(engine, price_cents=1500)
+    maker = create_sessionmaker(engine)
+    bookings = []
+    for booker in bookers:
+        async with maker() as db:
+            bookings.append((await BookingService(db).book(booker, event_id, 1)).id)
+            await db.commit()
+
+    async def confirm(booker: User, booking_id: int) -> None:
+        async with maker() as db:  # the payment's units of work, as the controller runs them
+            payments = PaymentService(db, TestPaymentGateway())
+            payment = await payments.start(booker, booking_id, GOOD_CARD)
+            await db.commit()
+            paid = await payments.finish(booker, payment.id, await payments.charge(payment, GOOD_CARD))
+            await db.commit()
+            assert paid.status == "confirmed"
+
+    for i, (booker, booking_id) in enumerate(zip(bookers, bookings, strict=True)):
+        await asyncio.gather(
+            move(engine, organizer, event_id, start + timedelta(hours=i + 1)), confirm(booker, booking_id)
+        )
+        starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
+        assert confirmed == i + 1
+        assert len(reminders) == 3 * confirmed
+        assert starts_at == start + timedelta(hours=i + 1)
+        assert set(reminders) == {starts_at}, (
+            f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
+        )

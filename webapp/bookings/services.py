@@ -33,6 +33,9 @@ class BookingService:
         elif not 1 <= seats <= MAX_SEATS_PER_BOOKING:
             raise ValidationFailed({"seats": f"Book between 1 and {MAX_SEATS_PER_BOOKING} seats."})
         await self._reserve_seats(event, seats)
+        # The reservation holds the event row (first in the lock order) until commit: re-read it,
+        # so a move committed since the read above is what the reminders are computed from.
+        await self.session.refresh(event)
         free = event.price_cents == 0
         booking = Booking(
             event_id=event.id,

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.auth.models import User
@@ -43,3 +44,18 @@ class Event(Base):
     @property
     def seats_left(self) -> int:
         return self.capacity - self.seats_booked
+
+
+class EventChange(Base):
+    """What attendees are told about one edit of an event (its version): old → new per field.
+
+    Written in the edit's transaction, so the fan-out job works from what was committed rather
+    than from its message: jobs may run late, twice or out of order, and each one tells every
+    change its recipients have not been told yet."""
+
+    __tablename__ = "event_changes"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

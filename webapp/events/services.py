@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.auth.models import User
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
-from webapp.events.models import Event
+from webapp.events.models import Event, EventChange
 from webapp.outbox.services import enqueue_after_commit
 from webapp.reminders.services import ReminderService
 from webapp.timeutil import is_valid_timezone
@@ -87,7 +87,9 @@ class EventService:
         return event
 
     async def update(self, organizer: User, event_id: int, changes: dict[str, object]) -> Event:
-        event = await self.get_organized(organizer, event_id)
+        # The row lock (first in the lock order) makes simultaneous edits take turns: each one
+        # reads what the other committed and gets its own version.
+        event = await self.get_organized(organizer, event_id, lock=True)
         if event.status == "cancelled":
             raise Conflict("A cancelled event cannot be edited.", code="event_cancelled")
         now = utcnow()
@@ -106,6 +108,8 @@ class EventService:
             await ReminderService(self.session).reschedule_event(event, now)
         news = attendee_facing_changes(current, proposed)
         if news:
+            # Kept per version: the fan-out job tells from these, whatever order jobs run in.
+            self.session.add(EventChange(event_id=event.id, version=event.version, changes=news, created_at=now))
             enqueue_after_commit(
                 self.session,
                 "fan_out_event_change",
@@ -118,7 +122,7 @@ class EventService:
         return event
 
     async def cancel(self, organizer: User, event_id: int) -> Event:
-        event = await self.get_organized(organizer, event_id)
+        event = await self.get_organized(organizer, event_id, lock=True)
         if event.status == "cancelled":
             raise Conflict("The event is already cancelled.", code="event_cancelled")
         event.status = "cancelled"
@@ -137,9 +141,12 @@ class EventService:
             raise NotFound("No such event.")
         return event
 
-    async def get_organized(self, organizer: User, event_id: int) -> Event:
-        """The event if this user organizes it; anyone else's is reported as missing."""
-        event = await self.session.get(Event, event_id)
+    async def get_organized(self, organizer: User, event_id: int, lock: bool = False) -> Event:
+        """The event if this user organizes it; anyone else's is reported as missing. `lock`
+        holds its row until the transaction ends (PostgreSQL; SQLite serialises writers)."""
+        event = await self.session.get(
+            Event, event_id, populate_existing=lock, with_for_update={"of": Event} if lock else None
+        )
         if event is None or event.organizer_id != organizer.id:
             raise NotFound("No such event.")
         return event

@@ -284,6 +284,13 @@ class NotificationService:
             found.extend(await self.session.scalars(statement.where(Notification.user_id.in_(chunk))))
         return found
 
+    async def lock_inboxes(self, user_ids: Sequence[int]) -> None:
+        """Takes these users' counter locks at once, in ascending order, for a caller that then
+        changes their inboxes in several steps (e.g. mark_obsolete, then notify_many): two such
+        callers with overlapping users cannot deadlock."""
+        if user_ids:
+            await self._lock_counters(sorted(set(user_ids)))
+
     async def mark_obsolete(self, notifications: Sequence[Notification]) -> None:
         """In the caller's transaction: these items became wrong (their event was cancelled,
         or a newer update replaces them). They leave the unread count and every tab is told."""

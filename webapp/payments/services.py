@@ -21,6 +21,7 @@ from webapp.bookings.models import Booking
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
+from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit
 from webapp.payments.gateway import ChargeResult, PaymentGateway, is_plausible_card_number, normalize_card_number
 from webapp.payments.models import Payment
@@ -87,10 +88,21 @@ class PaymentService:
             return GATEWAY_TIMED_OUT
 
     async def finish(self, user: User, payment_id: int, result: ChargeResult) -> Booking:
-        payment = await self.session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
-        if payment is None or payment.user_id != user.id or payment.status != "processing":
+        payment = await self.session.get(Payment, payment_id)
+        if payment is None or payment.user_id != user.id:
             raise NotFound("No such payment.")
+        booking = await BookingService(self.session).get_for_booker(user, payment.booking_id)
+        # The lock order: the event row first (shared: a move of the event waits for this commit,
+        # or has committed and its new start is read here, so the reminders are for the real
+        # start), then the booking, then the payment.
+        event = await self.session.get(
+            Event, booking.event_id, populate_existing=True, with_for_update={"read": True, "of": Event}
+        )
+        assert event is not None  # an event with bookings is never deleted
         booking = await BookingService(self.session).get_for_booker(user, payment.booking_id, lock=True)
+        payment = await self.session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+        if payment is None or payment.status != "processing":
+            raise NotFound("No such payment.")
         payment.status = "succeeded" if result.succeeded else "failed"
         payment.provider_reference = result.reference
         payment.failure_code = result.failure_code
@@ -111,7 +123,7 @@ class PaymentService:
             # Cancelled while the gateway worked: the charge is recorded (for a refund) and the
             # booking stays as it is; the caller sees it is not confirmed.
             return booking
-        await ReminderService(self.session).schedule_for_booking(booking, booking.event, utcnow())
+        await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
         enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         return booking
 
