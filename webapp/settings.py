@@ -37,6 +37,7 @@ class Settings:
     stream_replay_limit: int = 500
     stream_max_connections_per_user: int = 10
     stream_queue_size: int = 256
+    stream_resync_seconds: float = 30.0
     announcements_per_hour: int = 10
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
@@ -104,6 +105,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stream_replay_limit=number("STREAM_REPLAY_LIMIT", 500),
         stream_max_connections_per_user=number("STREAM_MAX_CONNECTIONS_PER_USER", 10),
         stream_queue_size=number("STREAM_QUEUE_SIZE", 256),
+        stream_resync_seconds=number("STREAM_RESYNC_SECONDS", 30.0, float),
         announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
     )
 

@@ -42,10 +42,20 @@ class Subscription:
         # Set when a stream begins consuming. A subscription nobody started within
         # UNSTARTED_GRACE belongs to a client that left before its response body began.
         self.started = False
+        # The newest inbox position (seq, version) this stream has heard of, from the database or
+        # a ring. The periodic resync compares it with the counters to find rings that were lost.
+        self.heard_seq = 0
+        self.heard_version = 0
+
+    def hear(self, seq: int, version: int) -> None:
+        self.heard_seq = max(self.heard_seq, seq)
+        self.heard_version = max(self.heard_version, version)
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed:
             return
+        if "seq" in message or "version" in message:
+            self.hear(int(message.get("seq") or 0), int(message.get("version") or 0))
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -92,6 +102,15 @@ class Hub:
 
     def total(self) -> int:
         return sum(len(s) for s in self._by_user.values())
+
+    def live(self) -> dict[int, list[Subscription]]:
+        """The running, not overflowed subscriptions, by user."""
+        live: dict[int, list[Subscription]] = {}
+        for user_id, subscribers in self._by_user.items():
+            running = [s for s in subscribers if s.started and not s.overflowed]
+            if running:
+                live[user_id] = running
+        return live
 
     def deliver(self, message: dict[str, Any]) -> None:
         for subscription in tuple(self._by_user.get(int(message["user"]), ())):
