@@ -77,13 +77,21 @@ class Subscription:
 class Hub:
     """This process's streams, by user."""
 
-    def __init__(self) -> None:
+    def __init__(self, unstarted_grace: float = UNSTARTED_GRACE) -> None:
         self._by_user: dict[int, set[Subscription]] = defaultdict(set)
+        self.unstarted_grace = unstarted_grace
 
     def subscribe(self, user_id: int, maxsize: int) -> Subscription:
         subscription = Subscription(self, user_id, maxsize)
         self._by_user[user_id].add(subscription)
+        # A client that leaves before its response body begins never runs the stream, so nothing
+        # else would ever close this subscription: drop it once the grace has passed unstarted.
+        asyncio.get_running_loop().call_later(self.unstarted_grace, self._drop_if_unstarted, subscription)
         return subscription
+
+    def _drop_if_unstarted(self, subscription: Subscription) -> None:
+        if not subscription.started:
+            self.unsubscribe(subscription)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscribers = self._by_user.get(subscription.user_id)
@@ -94,7 +102,7 @@ class Hub:
 
     def count(self, user_id: int) -> int:
         """Open subscriptions of a user, after dropping those abandoned before they started."""
-        cutoff = time.monotonic() - UNSTARTED_GRACE
+        cutoff = time.monotonic() - self.unstarted_grace
         for subscription in tuple(self._by_user.get(user_id, ())):
             if not subscription.started and subscription.created < cutoff:
                 self.unsubscribe(subscription)
