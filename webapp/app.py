@@ -31,6 +31,7 @@ from webapp.payments.gateway import TestPaymentGateway
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
 from webapp.realtime.cable import cable
 from webapp.realtime.doorbell import Doorbell, LocalDoorbell, RedisDoorbell, set_doorbell
+from webapp.realtime.resync import StreamResync
 from webapp.realtime.sse import api_stream, page_stream
 from webapp.realtime.stream import StreamConfig
 from webapp.rendering import template_config
@@ -93,6 +94,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.doorbell = doorbell
         set_doorbell(doorbell)
         await doorbell.start()
+        # Rings can be lost (a crash after commit, Redis down): streams still catch up from the
+        # database within STREAM_RESYNC_SECONDS.
+        resync = StreamResync(doorbell.hub, app.state.stream_sessionmaker, settings.stream_resync_seconds)
+        await resync.start()
         # Importing jobs sets the broker and lets the outbox hand rows to it. With Redis, separate
         # `dramatiq jobs` processes run them; without, the worker and scheduler live in here.
         import jobs  # noqa: F401
@@ -106,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             if embedded:
                 await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+            await resync.stop()
             await doorbell.stop()
             set_doorbell(None)
             if redis:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -18,21 +19,41 @@ class Counter(Protocol):
 
 
 class MemoryCounter:
-    def __init__(self) -> None:
-        self._windows: dict[str, tuple[int, int]] = {}
+    """One process's windows. Windows that have ended are pruned, at most once per the shortest
+    window in use, so memory follows the keys of the current windows, not every key ever seen."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._windows: dict[str, tuple[int, int, float]] = {}  # key -> (window, count, window end)
+        self._prune_every = float("inf")
+        self._next_prune = float("inf")
+
+    def __len__(self) -> int:
+        return len(self._windows)
 
     def _window(self, window_seconds: int) -> int:
-        return int(time.time() // window_seconds)
+        return int(self._clock() // window_seconds)
+
+    def _prune(self, now: float) -> None:
+        if now < self._next_prune:
+            return
+        self._windows = {key: entry for key, entry in self._windows.items() if entry[2] > now}
+        self._next_prune = now + self._prune_every
 
     async def hit(self, key: str, window_seconds: int) -> int:
-        window = self._window(window_seconds)
-        start, count = self._windows.get(key, (window, 0))
+        now = self._clock()
+        if window_seconds < self._prune_every:
+            self._prune_every = window_seconds
+            self._next_prune = min(self._next_prune, now + window_seconds)
+        self._prune(now)
+        window = int(now // window_seconds)
+        start, count, _ = self._windows.get(key, (window, 0, 0.0))
         count = count + 1 if start == window else 1
-        self._windows[key] = (window, count)
+        self._windows[key] = (window, count, (window + 1) * window_seconds)
         return count
 
     async def peek(self, key: str, window_seconds: int) -> int:
-        start, count = self._windows.get(key, (-1, 0))
+        start, count, _ = self._windows.get(key, (-1, 0, 0.0))
         return count if start == self._window(window_seconds) else 0
 
 

@@ -49,6 +49,7 @@ class Settings:
     stream_replay_limit: int = 500
     stream_max_connections_per_user: int = 10
     stream_queue_size: int = 256
+    stream_resync_seconds: float = 30.0
     announcements_per_hour: int = 10
     db_connect_timeout_seconds: float = 3.0
     db_statement_timeout_seconds: float = 5.0
@@ -145,6 +146,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stream_replay_limit=number("STREAM_REPLAY_LIMIT", 500),
         stream_max_connections_per_user=number("STREAM_MAX_CONNECTIONS_PER_USER", 10),
         stream_queue_size=number("STREAM_QUEUE_SIZE", 256),
+        stream_resync_seconds=number("STREAM_RESYNC_SECONDS", 30.0, float),
         announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
         db_connect_timeout_seconds=number("DB_CONNECT_TIMEOUT_SECONDS", 3.0, float),
         db_statement_timeout_seconds=number("DB_STATEMENT_TIMEOUT_SECONDS", 5.0, float),

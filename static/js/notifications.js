@@ -38,7 +38,9 @@
   function setBadge(count) {
     badge.hidden = count <= 0;
     badge.textContent = count > 99 ? "99+" : String(count);
-    bell.setAttribute("aria-label", count > 0 ? `Notifications, ${count} unread` : "Notifications");
+    // Counts stop at 100 (the server counts no further): 100 means "more than 99".
+    const spoken = count > 99 ? "more than 99" : String(count);
+    bell.setAttribute("aria-label", count > 0 ? `Notifications, ${spoken} unread` : "Notifications");
   }
 
   function applyCount(count) {

@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from tests.api import bearer, book, create_event, inbox, pay, register
 from webapp.auth.models import User
 from webapp.notifications.models import Notification
+from webapp.notifications.services import NewNotification, NotificationService
 
 
 async def make_admin(session, user_id: int) -> None:
@@ -162,3 +163,29 @@ async def test_the_inbox_page_panel_and_open_link(client, session):
     assert "Nothing here." in filtered.text
     bad = await client.get("/notifications?status=bogus")
     assert bad.status_code == 422
+
+
+async def test_the_unread_count_is_bounded_at_100_which_the_badge_shows_as_99_plus(client, session):
+    """Counting stops at 100 (a LIMIT, not a count of everything): above 99 the badge says "99+"
+    whatever the real number, and the API's unread_count is then 100, meaning "more than 99"."""
+    user, token = await register(client)
+    service = NotificationService(session)
+    await service.notify_many([NewNotification(user_id=user["id"], type="general", title=f"n{i}") for i in range(150)])
+    await session.commit()
+    response = await client.get("/api/v1/notifications/unread_count", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json()["unread_count"] == 100
+    assert response.json()["seq"] == 150  # the position is exact; only the count is bounded
+    assert (await service.state(user["id"])).unread_count == 100
+
+    # Reading one of 150 leaves 149 unread: still "more than 99".
+    first = await service.listing(user["id"], status="unread", limit=1)
+    _, state = await service.mark_read(user["id"], first[0][0].id)
+    await session.commit()
+    assert state.unread_count == 100
+
+    # The page's bell, rendered from the same count.
+    page = await client.get("/notifications", headers=bearer(token))
+    assert page.status_code == 200, page.text
+    assert 'aria-hidden="true" >99+</span>' in page.text
+    assert 'aria-label="Notifications, more than 99 unread"' in page.text

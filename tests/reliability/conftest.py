@@ -41,6 +41,7 @@ REPLAY_LIMIT = 400
 CONNECTION_CAP = 3
 QUEUE_SIZE = 8
 MAX_LIFETIME_SECONDS = 2
+RESYNC_SECONDS = 1
 
 _emails = itertools.count(1)
 _id_blocks = itertools.count(1)
@@ -68,6 +69,8 @@ SERVERS: dict[str, Callable[[str], dict[str, str]]] = {
     "server": lambda url: server_env(url),
     # the same, but every stream ends after 2 s
     "lifetime_server": lambda url: server_env(url, STREAM_MAX_LIFETIME_SECONDS=str(MAX_LIFETIME_SECONDS)),
+    # the same, checking every RESYNC_SECONDS for notifications whose doorbell ring was lost
+    "resync_server": lambda url: server_env(url, STREAM_RESYNC_SECONDS=str(RESYNC_SECONDS)),
 }
 
 
@@ -206,6 +209,11 @@ def server(fleet: dict[str, LiveServer]) -> LiveServer:
 @pytest.fixture(scope="session")
 def lifetime_server(fleet: dict[str, LiveServer]) -> LiveServer:
     return fleet["lifetime_server"]
+
+
+@pytest.fixture(scope="session")
+def resync_server(fleet: dict[str, LiveServer]) -> LiveServer:
+    return fleet["resync_server"]
 
 
 @pytest.fixture

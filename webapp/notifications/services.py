@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ STATUSES = ("unread", "read", "all")
 NOTIFICATIONS = cast(Table, Notification.__table__)
 COUNTERS = cast(Table, NotificationCounter.__table__)
 MAX_PAGE = 100
+UNREAD_COUNT_LIMIT = 100  # counts stop here: 100 means "more than 99" ("99+" on the bell)
 IN_CHUNK = 900  # stays under every driver's bound-parameter limit
 
 
@@ -474,12 +475,20 @@ class NotificationService:
         return taken
 
     async def _unread_counts(self, user_ids: list[int], now: datetime) -> dict[int, int]:
+        """Unread counts, bounded at UNREAD_COUNT_LIMIT: the bell shows "99+" above 99, so a count
+        stops at 100 (a LIMIT per user) instead of walking every unread row of a full inbox."""
         counts = dict.fromkeys(user_ids, 0)
         for chunk in _chunks(user_ids):
+            first_unread = (
+                select(Notification.id)
+                .where(Notification.user_id == COUNTERS.c.user_id, Notification.read_at.is_(None), _unexpired(now))
+                .limit(UNREAD_COUNT_LIMIT)
+                .correlate(COUNTERS)
+                .subquery()
+            )
+            bounded = select(func.count()).select_from(first_unread).scalar_subquery()
             result = await self.session.execute(
-                select(Notification.user_id, func.count())
-                .where(and_(Notification.user_id.in_(chunk), Notification.read_at.is_(None), _unexpired(now)))
-                .group_by(Notification.user_id)
+                select(COUNTERS.c.user_id, bounded).where(COUNTERS.c.user_id.in_(chunk))
             )
             counts.update({uid: count for uid, count in result})
         return counts

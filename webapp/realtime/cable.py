@@ -30,6 +30,7 @@ log = logging.getLogger("tidings.cable")
 PROTOCOL = "actioncable-v1-json"
 CHANNEL = "NotificationsChannel"
 PING_SECONDS = 3.0
+DISCONNECT_SECONDS = 20.0  # how long a stalled client may take to read its disconnect before it is cut off
 
 
 def _frame(**fields: Any) -> str:
@@ -53,6 +54,7 @@ class CableConnection:
         self.user = socket.scope.get("user")
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.send_lock = asyncio.Lock()
+        self.ended = asyncio.Event()  # the server ended the connection (told the client to reconnect)
 
     async def send(self, **fields: Any) -> None:
         async with self.send_lock:
@@ -71,26 +73,35 @@ class CableConnection:
         await self.send(type="welcome")
         deadline = token_deadline(self.socket)
         pinger = asyncio.create_task(self._ping(deadline))
+        receiver = asyncio.create_task(self._receive())
+        ended = asyncio.create_task(self.ended.wait())
         try:
-            while True:
-                raw = await self.socket.receive_text()
-                await self._dispatch(raw)
-        except WebSocketDisconnect:
-            pass
+            # Returning ends the connection even if the client never took the close.
+            await asyncio.wait((receiver, ended), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            pinger.cancel()
-            for task in self.subscriptions.values():
+            for task in (pinger, receiver, ended, *self.subscriptions.values()):
                 task.cancel()
-            await asyncio.gather(pinger, *self.subscriptions.values(), return_exceptions=True)
+            await asyncio.gather(pinger, receiver, ended, *self.subscriptions.values(), return_exceptions=True)
+
+    async def _receive(self) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await self._dispatch(await self.socket.receive_text())
 
     async def _ping(self, deadline: float | None) -> None:
         while deadline is None or time.monotonic() < deadline:
             await self.send(type="ping", message=int(time.time()))
             await asyncio.sleep(PING_SECONDS)
-        # The access token expired: the client reconnects and authenticates again.
+        await self._disconnect("token_expired")  # the client reconnects and authenticates again
+
+    async def _disconnect(self, reason: str) -> None:
+        """ActionCable's `disconnect` with reconnect true, then the close: the client reconnects
+        and subscribes again. Bounded in time, since a reader too slow to keep up may not take it."""
         with contextlib.suppress(Exception):
-            await self.send(type="disconnect", reason="token_expired", reconnect=True)
-            await self.socket.close(code=1000)
+            await asyncio.wait_for(self.send(type="disconnect", reason=reason, reconnect=True), DISCONNECT_SECONDS)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.socket.close(code=1000), DISCONNECT_SECONDS)
+        self.ended.set()
 
     async def _dispatch(self, raw: str) -> None:
         try:
@@ -147,6 +158,10 @@ class CableConnection:
                     if message is not None:
                         await self.send(identifier=identifier, message=message)
                 if stream.closed_by_server:
+                    # A reader too slow for its buffer, or a server shutting down: never leave the
+                    # socket open and pinging while nothing reaches the channel any more. The client
+                    # resubscribes (with `last_seq`, to resume without loss).
+                    await self._disconnect("slow_reader" if subscription.overflowed else "server_restart")
                     return
                 last_seq = stream.sent_seq
                 subscription = self.state.doorbell.hub.subscribe(self.user.id, config.queue_size)

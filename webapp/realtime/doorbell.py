@@ -44,10 +44,20 @@ class Subscription:
         # Set when a stream begins consuming. A subscription nobody started within
         # UNSTARTED_GRACE belongs to a client that left before its response body began.
         self.started = False
+        # The newest inbox position (seq, version) this stream has heard of, from the database or
+        # a ring. The periodic resync compares it with the counters to find rings that were lost.
+        self.heard_seq = 0
+        self.heard_version = 0
+
+    def hear(self, seq: int, version: int) -> None:
+        self.heard_seq = max(self.heard_seq, seq)
+        self.heard_version = max(self.heard_version, version)
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed:
             return
+        if "seq" in message or "version" in message:
+            self.hear(int(message.get("seq") or 0), int(message.get("version") or 0))
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -69,13 +79,21 @@ class Subscription:
 class Hub:
     """This process's streams, by user."""
 
-    def __init__(self) -> None:
+    def __init__(self, unstarted_grace: float = UNSTARTED_GRACE) -> None:
         self._by_user: dict[int, set[Subscription]] = defaultdict(set)
+        self.unstarted_grace = unstarted_grace
 
     def subscribe(self, user_id: int, maxsize: int) -> Subscription:
         subscription = Subscription(self, user_id, maxsize)
         self._by_user[user_id].add(subscription)
+        # A client that leaves before its response body begins never runs the stream, so nothing
+        # else would ever close this subscription: drop it once the grace has passed unstarted.
+        asyncio.get_running_loop().call_later(self.unstarted_grace, self._drop_if_unstarted, subscription)
         return subscription
+
+    def _drop_if_unstarted(self, subscription: Subscription) -> None:
+        if not subscription.started:
+            self.unsubscribe(subscription)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscribers = self._by_user.get(subscription.user_id)
@@ -86,7 +104,7 @@ class Hub:
 
     def count(self, user_id: int) -> int:
         """Open subscriptions of a user, after dropping those abandoned before they started."""
-        cutoff = time.monotonic() - UNSTARTED_GRACE
+        cutoff = time.monotonic() - self.unstarted_grace
         for subscription in tuple(self._by_user.get(user_id, ())):
             if not subscription.started and subscription.created < cutoff:
                 self.unsubscribe(subscription)
@@ -94,6 +112,15 @@ class Hub:
 
     def total(self) -> int:
         return sum(len(s) for s in self._by_user.values())
+
+    def live(self) -> dict[int, list[Subscription]]:
+        """The running, not overflowed subscriptions, by user."""
+        live: dict[int, list[Subscription]] = {}
+        for user_id, subscribers in self._by_user.items():
+            running = [s for s in subscribers if s.started and not s.overflowed]
+            if running:
+                live[user_id] = running
+        return live
 
     def deliver(self, message: dict[str, Any]) -> None:
         for subscription in tuple(self._by_user.get(int(message["user"]), ())):

@@ -148,7 +148,9 @@ class InboxStream:
         return True
 
     async def _state(self) -> InboxState:
-        return await self._read(lambda service: service.state(self.user_id))
+        state = await self._read(lambda service: service.state(self.user_id))
+        self.subscription.hear(state.seq, state.version)  # what the resync check compares against
+        return state
 
     async def _read(self, query: Callable[[NotificationService], Awaitable[T]]) -> T:
         """A short read in its own session, finished even if the client leaves meanwhile: a

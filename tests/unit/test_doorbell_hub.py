@@ -1,0 +1,34 @@
+"""A stream whose client left before the response body began never runs, so it never closes its
+doorbell subscription itself: the hub releases it (and with it the user's connection slot) once
+the grace has passed, without waiting for anyone to open another stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from webapp.realtime.doorbell import Hub
+
+GRACE = 0.05
+
+
+async def wait_for(condition, within: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(GRACE / 5)
+
+
+async def test_a_subscription_never_started_is_released_after_the_grace():
+    hub = Hub(unstarted_grace=GRACE)
+    abandoned = hub.subscribe(7, 8)
+    running = hub.subscribe(7, 8)
+    running.started = True
+    assert hub.total() == 2
+    await wait_for(lambda: hub.total() == 1)  # nobody called count(): the hub released it by itself
+    hub.deliver({"type": "new", "user": 7, "seq": 1})
+    assert abandoned.queue.empty()  # no longer rung
+    assert running.queue.qsize() == 1
+    assert hub.count(7) == 1
+    running.close()
+    assert hub.total() == 0
