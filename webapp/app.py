@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await doorbell.start()
         # Rings can be lost (a crash after commit, Redis down): streams still catch up from the
         # database within STREAM_RESYNC_SECONDS.
-        resync = StreamResync(doorbell.hub, app.state.stream_sessionmaker, settings.stream_resync_seconds)
+        resync = StreamResync(doorbell.hub, app.state.reader_sessionmaker, settings.stream_resync_seconds)
         await resync.start()
         # Importing jobs sets the broker and lets the outbox hand rows to it. With Redis, separate
         # `dramatiq jobs` processes run them; without, the worker and scheduler live in here.
