@@ -1,6 +1,6 @@
 // Live notifications for every tab of a signed-in user, without a build step.
 //
-// The protocol the page follows (typed on the server in webapp/realtime; the stream sends
+// The protocol the page follows (typed once on the server in webapp/realtime/protocol.py; the stream sends
 // these as named SSE events, the leader tab relays them to the others unchanged):
 //   notification  (the server's `new`) an item's HTML, with its seq as the SSE id. Shown once:
 //                 only a seq above inbox.seq is applied, and inbox.seq then becomes that seq.
@@ -8,7 +8,7 @@
 //                 a count that arrives late never overwrites a newer one.
 //   read          {ids, read, unread_count, seq, version[, up_to_seq]}: marks those items in
 //                 every view; its count follows the same version rule.
-//   reset         {seq, unread_count}: the server cannot prove continuity from our position
+//   reset         {seq, unread_count, version}: the server cannot prove continuity from our position
 //                 (a gap beyond its replay limit, or a seq it never issued, e.g. after a restore
 //                 from a backup). The server is the truth: inbox.seq becomes its seq even when
 //                 LOWER, the version is forgotten (the count that follows is taken whatever its

@@ -21,13 +21,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from webapp.realtime.protocol import Message, to_wire
+from webapp.realtime.protocol import CloseMessage, Message, ResyncMessage, to_wire
 from webapp.settings import Settings
 
 log = logging.getLogger("tidings.doorbell")
 
-RESYNC = {"type": "resync"}
-CLOSE = {"type": "close"}
+RESYNC = to_wire(ResyncMessage())
+CLOSE = to_wire(CloseMessage())
 UNSTARTED_GRACE = 2.0  # seconds
 
 

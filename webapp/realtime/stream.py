@@ -18,6 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
+from webapp.realtime.protocol import (
+    CloseMessage,
+    CountMessage,
+    NewMessage,
+    ReadMessage,
+    ResetMessage,
+    ResyncMessage,
+    client_fields,
+    from_wire,
+)
 
 REPLAY_BATCH = 100
 T = TypeVar("T")
@@ -75,22 +85,20 @@ class InboxStream:
                     if time.monotonic() < self.deadline:
                         yield StreamEvent("heartbeat")
                     continue
-                kind = message.get("type")
-                if kind == "close":
-                    self.closed_by_server = True
-                    return
-                if kind == "new":
-                    async for event in self._on_new(message):
-                        yield event
-                elif kind == "read":
-                    if self._newer(message):
-                        yield StreamEvent("read", message.get("seq"), _public(message))
-                elif kind == "count":
-                    if self._newer(message):
-                        yield StreamEvent("count", message.get("seq"), _public(message))
-                elif kind == "resync":
-                    async for event in self._catch_up():
-                        yield event
+                match from_wire(message):
+                    case CloseMessage():
+                        self.closed_by_server = True
+                        return
+                    case NewMessage() as new:
+                        async for event in self._on_new(new):
+                            yield event
+                    case ReadMessage() | CountMessage() as change:
+                        if self._newer(change.version):
+                            yield StreamEvent(change.type, change.seq, client_fields(change))
+                    case ResyncMessage():
+                        async for event in self._catch_up():
+                            yield event
+                    # Anything else (a malformed or foreign publish) is ignored.
         finally:
             self.subscription.close()
 
@@ -101,7 +109,8 @@ class InboxStream:
             self.sent_seq = state.seq  # a first connect with no position starts from now
         elif last < 0 or last > state.seq or state.seq - last > self.config.replay_limit:
             self.sent_seq = state.seq
-            yield StreamEvent("reset", state.seq, {"seq": state.seq, "unread_count": state.unread_count})
+            reset = ResetMessage(seq=state.seq, unread_count=state.unread_count, version=state.version)
+            yield StreamEvent("reset", state.seq, client_fields(reset))
         else:
             self.sent_seq = last
             async for event in self._replay():
@@ -109,16 +118,15 @@ class InboxStream:
         async for event in self._count(state):
             yield event
 
-    async def _on_new(self, message: dict[str, Any]) -> AsyncIterator[StreamEvent]:
-        seq = int(message["seq"])
-        if seq == self.sent_seq + 1 and "notification" in message:
-            self.sent_seq = seq  # the live path: contiguous, carried by the doorbell, no DB read
-            yield StreamEvent("notification", seq, message["notification"])
-        elif seq > self.sent_seq:
+    async def _on_new(self, new: NewMessage) -> AsyncIterator[StreamEvent]:
+        if new.seq == self.sent_seq + 1:
+            self.sent_seq = new.seq  # the live path: contiguous, carried by the doorbell, no DB read
+            yield StreamEvent("notification", new.seq, new.notification)
+        elif new.seq > self.sent_seq:
             async for event in self._replay():  # a gap: the database fills it
                 yield event
-        if self._newer(message):
-            yield StreamEvent("count", message.get("seq"), _public(message))
+        if self._newer(new.version):
+            yield StreamEvent("count", new.seq, client_fields(new))
 
     async def _catch_up(self) -> AsyncIterator[StreamEvent]:
         async for event in self._replay():
@@ -136,12 +144,13 @@ class InboxStream:
                 return
 
     async def _count(self, state: InboxState) -> AsyncIterator[StreamEvent]:
-        message = {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
-        if self._newer(message):
-            yield StreamEvent("count", state.seq, message)
+        if self._newer(state.version):
+            count = CountMessage(
+                user=self.user_id, unread_count=state.unread_count, seq=state.seq, version=state.version
+            )
+            yield StreamEvent("count", state.seq, client_fields(count))
 
-    def _newer(self, message: dict[str, Any]) -> bool:
-        version = int(message.get("version", 0))
+    def _newer(self, version: int) -> bool:
         if version <= self.sent_version:
             return False
         self.sent_version = version
@@ -162,6 +171,3 @@ class InboxStream:
 
         return await asyncio.shield(run())
 
-
-def _public(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if k not in ("type", "user", "notification")}
