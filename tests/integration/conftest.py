@@ -1,4 +1,6 @@
-"""Integration-test speed-up: registrations hash passwords with cheap argon2 parameters.
+"""Shared integration fixtures: cheap password hashing, and the app behind a real server for races.
+
+Registrations hash passwords with cheap argon2 parameters.
 
 Password hashing strength is not what these tests prove, and the default parameters cost ~0.3 s
 per registration. Hashes stay real argon2 hashes, so logging in still verifies them.
@@ -6,12 +8,36 @@ per registration. Hashes stay real argon2 hashes, so logging in still verifies t
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
+import uvicorn
 from argon2 import PasswordHasher
 
 import webapp.auth.services as auth_services
+from tests.services import free_port
 
 
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth_services, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+async def in_process_server(app) -> AsyncIterator[str]:
+    """The test app behind a real uvicorn server in this process, so requests truly overlap and the
+    test can swap the payment gateway (the AsyncTestClient runs requests one after another)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(300):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)

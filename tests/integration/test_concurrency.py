@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from tests.api import bearer, book, create_event, event_payload, pay, register
 from tests.conftest import TEST_SECRET
-from tests.services import LiveServer, free_port
+from tests.services import LiveServer
 from webapp.bookings.models import Booking
 from webapp.events.models import Event
 from webapp.payments.gateway import ChargeResult, TestPaymentGateway
@@ -174,25 +173,6 @@ class SlowCountingGateway:
         return await self.inner.charge(
             amount_cents=amount_cents, currency=currency, card_number=card_number, description=description
         )
-
-
-@pytest.fixture
-async def in_process_server(app) -> AsyncIterator[str]:
-    """The test app behind a real uvicorn server in this process, so requests truly overlap and the
-    test can swap the payment gateway (the AsyncTestClient runs requests one after another)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(300):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def test_simultaneous_payments_for_one_booking_charge_the_card_once(app, in_process_server, session):
