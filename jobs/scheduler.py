@@ -1,6 +1,7 @@
 """The scheduler: exactly one per deployment (`tidings scheduler`; inside the web process in
 embedded mode). Every tick it hands due reminders, review requests and stranded outbox rows to
-the workers. Claims are atomic, so even two schedulers running at once send each reminder once.
+the workers, and releases the seats of bookings left unpaid past their payment hold. Claims are
+atomic, so even two schedulers running at once send each reminder once.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs import runtime
 from jobs.fanout import fan_out_review_requests
 from jobs.reminders import send_event_reminder
+from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_stranded
@@ -34,6 +37,7 @@ class TickResult:
     reminders: int
     review_events: int
     outbox: int
+    released: int = 0
 
 
 async def claim_review_requests(session: AsyncSession, now: datetime) -> list[int]:
@@ -63,16 +67,21 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
         event_ids = await claim_review_requests(session, now)
     for event_id in event_ids:
         fan_out_review_requests.send(event_id)
+    hold = timedelta(minutes=runtime.settings().payment_hold_minutes)
+    async with session_factory() as session:  # type: ignore[operator]
+        released = await BookingService(session).release_unpaid(now - hold, now)
+        await session.commit()  # the notifications' outbox rows go out after this commit
     async with session_factory() as session:  # type: ignore[operator]
         stranded = await enqueue_stranded(session, OUTBOX_GRACE)
-    if reminder_ids or event_ids or stranded:
+    if reminder_ids or event_ids or stranded or released:
         log.info(
-            "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows",
+            "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows; released %d unpaid bookings",
             len(reminder_ids),
             len(event_ids),
             stranded,
+            len(released),
         )
-    return TickResult(len(reminder_ids), len(event_ids), stranded)
+    return TickResult(len(reminder_ids), len(event_ids), stranded, len(released))
 
 
 def start(session_factory: object) -> AsyncIOScheduler:

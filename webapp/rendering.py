@@ -9,7 +9,7 @@ from jinja2 import Environment
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
-from webapp.timeutil import format_in_zone
+from webapp.timeutil import format_in_zone, in_zone
 
 HTMX_VERSION = "4.0.1"
 
@@ -24,6 +24,14 @@ def local_time(moment: datetime | None, zone: str) -> str:
     return format_in_zone(moment, zone) if moment else ""
 
 
+def clock_time(moment: datetime | None, zone: str) -> str:
+    """Hours and minutes in a zone, with its abbreviation: a deadline within the hour."""
+    if moment is None:
+        return ""
+    local = in_zone(moment, zone)
+    return f"{local:%H:%M} {local.tzname() or zone}"
+
+
 def iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else ""
 
@@ -32,6 +40,7 @@ def configure_environment(env: Environment) -> None:
     env.filters["money"] = money
     env.filters["local_time"] = local_time
     env.filters["iso"] = iso
+    env.filters["clock_time"] = clock_time
     env.globals["htmx_version"] = HTMX_VERSION
 
 

@@ -38,6 +38,8 @@ class Settings:
     stream_max_connections_per_user: int = 10
     stream_queue_size: int = 256
     announcements_per_hour: int = 10
+    # How long an unpaid booking holds its seats before the scheduler releases them.
+    payment_hold_minutes: int = 15
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -105,6 +107,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stream_max_connections_per_user=number("STREAM_MAX_CONNECTIONS_PER_USER", 10),
         stream_queue_size=number("STREAM_QUEUE_SIZE", 256),
         announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
+        payment_hold_minutes=number("PAYMENT_HOLD_MINUTES", 15),
     )
 
 

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from jobs.scheduler import tick
 from tests.api import bearer, book, create_event, event_payload, pay, register
 from tests.conftest import TEST_SECRET
 from tests.services import LiveServer
 from webapp.bookings.models import Booking
+from webapp.db import create_sessionmaker, utcnow
 from webapp.events.models import Event
 from webapp.payments.gateway import ChargeResult, TestPaymentGateway
 from webapp.payments.models import Payment
@@ -23,6 +28,7 @@ CAPACITY = 25
 RACERS = 20
 GOOD_CARD = "4242 4242 4242 4242"
 PAYERS = 5
+RELEASE_ROUNDS = 25
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +202,68 @@ async def test_simultaneous_payments_for_one_booking_charge_the_card_once(app, i
     assert [(p.status, p.amount_cents) for p in rows] == [("succeeded", 8000)]
     # The card is charged once ("nothing was charged twice"), and every charge made is on record.
     assert gateway.charges == len(rows) == 1
+
+
+class RoundTripGateway:
+    """The test gateway with a provider's varying round-trip time, so a payment and the scheduler's
+    release overlap in every possible order."""
+
+    def __init__(self) -> None:
+        self.inner = TestPaymentGateway()
+
+    async def charge(self, *, amount_cents: int, currency: str, card_number: str, description: str) -> ChargeResult:
+        await asyncio.sleep(random.uniform(0, 0.02))
+        return await self.inner.charge(
+            amount_cents=amount_cents, currency=currency, card_number=card_number, description=description
+        )
+
+
+async def test_a_payment_racing_the_release_of_its_hold_either_confirms_or_finds_it_released(
+    app, in_process_server, session
+):
+    app.state.payment_gateway = RoundTripGateway()
+    maker = create_sessionmaker(session.bind)
+    hold = timedelta(minutes=app.state.settings.payment_hold_minutes)
+    outcomes: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=30) as http:
+        _, organizer = await register(http)
+        _, token = await register(http)
+        event = await create_event(http, organizer, capacity=2 * RELEASE_ROUNDS, price_cents=1500)
+
+        async def after(delay: float, work: Any) -> Any:
+            await asyncio.sleep(delay)
+            return await work
+
+        for _ in range(RELEASE_ROUNDS):
+            response = await book(http, token, event["id"], seats=2)
+            assert response.status_code == 201, response.text
+            booking_id = response.json()["id"]
+            paid, ticked = await asyncio.gather(
+                after(random.uniform(0, 0.05), pay(http, token, booking_id, GOOD_CARD)),
+                after(random.uniform(0, 0.01), tick(maker, now=utcnow() + hold + timedelta(minutes=1))),
+            )
+            booking = await session.get(Booking, booking_id, populate_existing=True)
+            charged = list(
+                await session.scalars(
+                    select(Payment).where(Payment.booking_id == booking_id, Payment.status == "succeeded")
+                )
+            )
+            await session.commit()
+            if paid.status_code == 200:
+                assert ticked.released == 0 and booking.status == "confirmed" and len(charged) == 1
+                outcomes["paid first"] += 1
+            else:
+                assert paid.status_code == 409, paid.text
+                assert paid.json()["error"]["code"] == "hold_expired"
+                assert ticked.released == 1 and booking.status == "cancelled" and charged == []
+                outcomes["released first"] += 1
+
+    active = await session.scalar(
+        select(func.coalesce(func.sum(Booking.seats), 0)).where(
+            Booking.event_id == event["id"], Booking.status.in_(("pending", "confirmed"))
+        )
+    )
+    seats_booked = await session.scalar(select(Event.seats_booked).where(Event.id == event["id"]))
+    await session.commit()
+    assert seats_booked == active == 2 * outcomes["paid first"]
+    print(f"payment vs release over {RELEASE_ROUNDS} rounds: {dict(outcomes)}")

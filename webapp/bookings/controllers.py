@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -27,9 +28,16 @@ async def _payment_page(
 ) -> Template:
     booking = await BookingService(session).get_for_booker(current_user(request), booking_id)
     attempts = await PaymentService(session, request.app.state.payment_gateway).attempts(booking)
-    return Template(
-        "payment.html", context={"booking": booking, "attempts": attempts, "error": error}, status_code=status
-    )
+    hold_minutes = request.app.state.settings.payment_hold_minutes
+    context = {
+        "booking": booking,
+        "attempts": attempts,
+        "error": error,
+        "hold_minutes": hold_minutes,
+        "pay_by": booking.created_at + timedelta(minutes=hold_minutes),
+        "timezone": current_user(request).timezone,
+    }
+    return Template("payment.html", context=context, status_code=status)
 
 
 class BookingPages(Controller):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import datetime
+
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +19,8 @@ from webapp.reminders.services import ReminderService
 
 MAX_SEATS_PER_BOOKING = 20
 ACTIVE_STATUSES = ("pending", "confirmed")
+HOLD_EXPIRED = "payment_not_completed"  # Booking.cancel_reason of a released hold
+RELEASE_BATCH = 100
 
 
 class BookingService:
@@ -114,6 +119,60 @@ class BookingService:
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)
         return booking
+
+    async def release_unpaid(self, created_before: datetime, now: datetime) -> list[int]:
+        """Cancels pending bookings made before `created_before` (their payment hold ran out) and
+        returns their seats; the caller (the scheduler tick) commits. Returns the released ids.
+
+        The claim is one conditional UPDATE (still pending, still expired), so a payment racing it
+        either confirmed first (nothing to release) or finds the booking cancelled (409, no charge).
+        A booking whose payment is in flight holds its row lock: it is skipped, not waited for, and
+        the next tick looks again if that payment failed.
+        """
+        expired = (Booking.status == "pending", Booking.created_at <= created_before)
+        event_ids = list(
+            await self.session.scalars(
+                select(Booking.event_id).where(*expired).distinct().order_by(Booking.event_id).limit(RELEASE_BATCH)
+            )
+        )
+        if not event_ids:
+            return []
+        # Lock order: event rows, then booking rows.
+        await self.session.execute(
+            select(Event.id).where(Event.id.in_(event_ids)).order_by(Event.id).with_for_update()
+        )
+        claimable = (
+            select(Booking.id)
+            .where(*expired, Booking.event_id.in_(event_ids))
+            .order_by(Booking.id)
+            .limit(RELEASE_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(await self.session.scalars(claimable))
+        if not ids:
+            return []
+        released = await self.session.execute(
+            update(Booking)
+            .where(Booking.id.in_(ids), *expired)
+            .values(status="cancelled", cancelled_at=now, cancel_reason=HOLD_EXPIRED)
+            .returning(Booking.id, Booking.event_id, Booking.seats)
+            .execution_options(synchronize_session=False)
+        )
+        seats_by_event: dict[int, int] = defaultdict(int)
+        released_ids = []
+        for booking_id, event_id, seats in released.all():
+            seats_by_event[event_id] += seats
+            released_ids.append(booking_id)
+            # A pending booking has no reminders to cancel; the booker is told why it went.
+            enqueue_after_commit(self.session, "send_booking_cancelled", booking_id=booking_id)
+        for event_id in sorted(seats_by_event):
+            await self.session.execute(
+                update(Event)
+                .where(Event.id == event_id)
+                .values(seats_booked=Event.seats_booked - seats_by_event[event_id])
+                .execution_options(synchronize_session=False)
+            )
+        return sorted(released_ids)
 
     async def get_for_booker(self, user: User, booking_id: int, lock: bool = False) -> Booking:
         """The booker's booking. `lock` holds its row until the transaction ends (PostgreSQL;

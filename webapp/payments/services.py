@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
-from webapp.bookings.services import BookingService
+from webapp.bookings.services import HOLD_EXPIRED, BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, PaymentDeclined, ValidationFailed
 from webapp.outbox.services import enqueue_after_commit
@@ -28,6 +28,12 @@ class PaymentService:
         # Locked until commit: a second payment for the same booking waits, then finds it
         # confirmed, so the card is never charged twice.
         booking = await BookingService(self.session).get_for_booker(user, booking_id, lock=True)
+        if booking.status == "cancelled" and booking.cancel_reason == HOLD_EXPIRED:
+            raise Conflict(
+                "Payment was not completed in time, so the seats were released and nothing was charged. "
+                "Book again if seats are left.",
+                code="hold_expired",
+            )
         if booking.status != "pending":
             raise Conflict(f"This booking is {booking.status}; there is nothing to pay.", code="booking_not_pending")
         if booking.event.status != "scheduled" or booking.event.starts_at <= utcnow():
