@@ -138,9 +138,7 @@ class BookingService:
         if not event_ids:
             return []
         # Lock order: event rows, then booking rows.
-        await self.session.execute(
-            select(Event.id).where(Event.id.in_(event_ids)).order_by(Event.id).with_for_update()
-        )
+        await self.session.execute(select(Event.id).where(Event.id.in_(event_ids)).order_by(Event.id).with_for_update())
         claimable = (
             select(Booking.id)
             .where(*expired, Booking.event_id.in_(event_ids))
