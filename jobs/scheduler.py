@@ -70,6 +70,7 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
     hold = timedelta(minutes=runtime.settings().payment_hold_minutes)
     async with session_factory() as session:  # type: ignore[operator]
         released = await BookingService(session).release_unpaid(now - hold, now)
+        await BookingService(session).forget_request_keys(now)
         await session.commit()  # the notifications' outbox rows go out after this commit
     async with session_factory() as session:  # type: ignore[operator]
         stranded = await enqueue_stranded(session, OUTBOX_GRACE)

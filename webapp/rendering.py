@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from pathlib import Path
 
@@ -36,12 +37,19 @@ def iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else ""
 
 
+def new_form_token() -> str:
+    """A one-time token for a form that must act once (booking): a double submit or a retry
+    sends the same token, and the server answers with what the first one did."""
+    return secrets.token_urlsafe(18)
+
+
 def configure_environment(env: Environment) -> None:
     env.filters["money"] = money
     env.filters["local_time"] = local_time
     env.filters["iso"] = iso
     env.filters["clock_time"] = clock_time
     env.globals["htmx_version"] = HTMX_VERSION
+    env.globals["new_form_token"] = new_form_token
 
 
 def template_config(directory: Path) -> TemplateConfig[JinjaTemplateEngine]:

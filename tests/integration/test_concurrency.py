@@ -29,6 +29,7 @@ RACERS = 20
 GOOD_CARD = "4242 4242 4242 4242"
 PAYERS = 5
 RELEASE_ROUNDS = 25
+KEYED_ROUNDS = 8
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +268,29 @@ async def test_a_payment_racing_the_release_of_its_hold_either_confirms_or_finds
     await session.commit()
     assert seats_booked == active == 2 * outcomes["paid first"]
     print(f"payment vs release over {RELEASE_ROUNDS} rounds: {dict(outcomes)}")
+
+
+async def test_simultaneous_requests_with_one_idempotency_key_book_once(app, in_process_server, session):
+    """A client retrying before the first answer arrived: two requests with one key at the same moment."""
+    async with (
+        httpx.AsyncClient(base_url=in_process_server, timeout=30) as first,
+        httpx.AsyncClient(base_url=in_process_server, timeout=30) as second,
+    ):
+        _, organizer = await register(first)
+        _, token = await register(first)
+        event = await create_event(first, organizer, capacity=KEYED_ROUNDS * 2, price_cents=1000)
+        path = f"/api/v1/events/{event['id']}/bookings"
+        for round_ in range(KEYED_ROUNDS):
+            headers = {**bearer(token), "Idempotency-Key": f"order-{round_}"}
+            answers = await asyncio.gather(
+                first.post(path, json={"seats": 2}, headers=headers),
+                second.post(path, json={"seats": 2}, headers=headers),
+            )
+            assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+            assert answers[0].json()["id"] == answers[1].json()["id"]
+
+    bookings = await session.scalar(select(func.count()).select_from(Booking).where(Booking.event_id == event["id"]))
+    seats_booked = await session.scalar(select(Event.seats_booked).where(Event.id == event["id"]))
+    await session.commit()
+    assert bookings == KEYED_ROUNDS
+    assert seats_booked == 2 * KEYED_ROUNDS

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.controllers import safe_next
 from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
-from webapp.bookings.services import BookingService
+from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.errors import DomainError, PaymentDeclined, ValidationFailed
 from webapp.events.services import EventService
 from webapp.groups.services import GroupService
@@ -55,8 +55,18 @@ class BookingPages(Controller):
             return await self._detail_with_error(
                 request, db_session, event_id, ValidationFailed({"seats": "Enter a number of seats."})
             )
+        service = BookingService(db_session)
+        token = str(form.get("booking_token", ""))
         try:
-            booking = await BookingService(db_session).book(user, event_id, seats, group_id)
+            if token:
+                # The form's one-time token: a double submit or a retry lands on the same booking.
+                booking, _ = await service.book_once(user, f"form:{token}", event_id, seats, group_id)
+                await db_session.commit()
+            else:
+                booking = await service.book(user, event_id, seats, group_id)
+        except RequestKeyReused:
+            reused = RequestKeyReused("This form was already used to book. Book again from the form below.")
+            return await self._detail_with_error(request, db_session, event_id, reused)
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
@@ -119,9 +129,19 @@ class BookingApi(Controller):
         data: JSONBody[BookingCreate],
         db_session: DbSession,
         event_id: RowId,
-    ) -> dict[str, Any]:
-        booking = await BookingService(db_session).book(current_user(request), event_id, data.seats, data.group_id)
-        return booking_json(booking)
+    ) -> Response[Any]:
+        service = BookingService(db_session)
+        user = current_user(request)
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            booking = await service.book(user, event_id, data.seats, data.group_id)
+            return Response(booking_json(booking), status_code=201)
+        booking, replayed = await service.book_once(user, key, event_id, data.seats, data.group_id)
+        await db_session.commit()
+        booking = await service.get_for_booker(user, booking.id)
+        # A retry gets what the first request got: the same booking, the same status code.
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(booking_json(booking), status_code=201, headers=headers)
 
     @get("/bookings")
     async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> list[dict[str, Any]]:

@@ -46,3 +46,17 @@ class BookingAttendee(Base):
 
     booking: Mapped[Booking] = relationship(back_populates="attendees")
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class BookingRequestKey(Base):
+    """An `Idempotency-Key` (or a booking form's one-time token) and the booking it made, so a retry
+    answers with that booking instead of booking again. Scoped per user; kept for a day."""
+
+    __tablename__ = "booking_request_keys"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # What the key was first used for; the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
