@@ -11,20 +11,27 @@ from jobs import runtime
 from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
+from webapp.bookings.services import HOLD_EXPIRED
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.payments.models import Payment
 from webapp.timeutil import format_in_zone
 
 
-async def _people(session: Any, booking: Booking) -> list[User]:
+async def _people(session: Any, booking: Booking, only_booker: bool = False) -> list[User]:
     """The booker and, for a group booking, every member the booking holds a seat for."""
-    ids = sorted({booking.user_id, *(a.user_id for a in booking.attendees)})
+    ids = [booking.user_id] if only_booker else sorted({booking.user_id, *(a.user_id for a in booking.attendees)})
     return list(await session.scalars(select(User).where(User.id.in_(ids))))
 
 
 def _seats(booking: Booking) -> str:
     return f"{booking.seats} seat{'s' if booking.seats != 1 else ''}"
+
+
+def _cancelled_body(booking: Booking, when: str, released: bool) -> str:
+    if released:
+        return f"Payment was not completed in time, so the {_seats(booking)} held for you were released · {when}"
+    return f"{_seats(booking)} · {when}"
 
 
 @dramatiq.actor(queue_name="notifications")
@@ -66,7 +73,9 @@ async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) 
         if booking is None or booking.status != "cancelled":
             return
         event = booking.event
-        people = await _people(session, booking)
+        released = booking.cancel_reason == HOLD_EXPIRED
+        # A released hold was never confirmed, so only the booker (who did not pay) hears of it.
+        people = await _people(session, booking, only_booker=released)
         # The earlier confirmation now shows the booking as cancelled.
         confirmations = list(
             await session.scalars(
@@ -89,9 +98,13 @@ async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) 
                     user_id=person.id,
                     type="booking_cancelled",
                     title=f"Booking cancelled: {event.title}",
-                    body=f"{_seats(booking)} · {format_in_zone(event.starts_at, person.timezone)}",
+                    body=_cancelled_body(booking, format_in_zone(event.starts_at, person.timezone), released),
                     url="/bookings",
-                    data={"booking_id": booking.id, "event_id": event.id},
+                    data={
+                        "booking_id": booking.id,
+                        "event_id": event.id,
+                        **({"reason": booking.cancel_reason} if booking.cancel_reason else {}),
+                    },
                     subject_kind="booking",
                     subject_id=booking.id,
                     dedupe_key=f"booking_cancelled:{booking.id}",

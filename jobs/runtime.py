@@ -26,6 +26,10 @@ def configure(settings: Settings) -> None:
     _settings = settings
 
 
+def settings() -> Settings:
+    return _settings or get_settings()
+
+
 def sessionmaker() -> async_sessionmaker[AsyncSession]:
     loop = asyncio.get_running_loop()
     if loop not in _engines:

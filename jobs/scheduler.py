@@ -1,7 +1,8 @@
 """The scheduler: exactly one per deployment (`tidings scheduler`; inside the web process in
 embedded mode). Every tick it hands due reminders, review requests and stranded outbox rows to
-the workers, and purges one batch of old rows (jobs/retention.py). Claims are atomic, so even
-two schedulers running at once send each reminder once.
+the workers, releases the seats of bookings left unpaid past their payment hold, and purges one
+batch of old rows (jobs/retention.py). Claims are atomic, so even two schedulers running at once
+send each reminder once.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs import retention
+from jobs import retention, runtime
 from jobs.fanout import fan_out_review_requests
 from jobs.reminders import send_event_reminder
+from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_stranded
@@ -38,6 +40,7 @@ class TickResult:
     outbox: int
     purged_reminders: int = 0
     purged_notifications: int = 0
+    released: int = 0
 
 
 async def claim_review_requests(session: AsyncSession, now: datetime) -> list[int]:
@@ -68,6 +71,11 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
         await session.commit()
     for event_id in event_ids:
         fan_out_review_requests.send(event_id)
+    hold = timedelta(minutes=runtime.settings().payment_hold_minutes)
+    async with session_factory() as session:  # type: ignore[operator]
+        released = await BookingService(session).release_unpaid(now - hold, now)
+        await BookingService(session).forget_request_keys(now)
+        await session.commit()  # the notifications' outbox rows go out after this commit
     async with session_factory() as session:  # type: ignore[operator]
         stranded = await enqueue_stranded(session, OUTBOX_GRACE)
         await session.commit()
@@ -78,16 +86,19 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
     async with session_factory() as session:  # type: ignore[operator]
         purged_notifications = await retention.purge_expired_notifications(session, now)
         await session.commit()
-    if reminder_ids or event_ids or stranded:
+    if reminder_ids or event_ids or stranded or released:
         log.info(
-            "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows",
+            "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows; released %d unpaid bookings",
             len(reminder_ids),
             len(event_ids),
             stranded,
+            len(released),
         )
     if purged_reminders or purged_notifications:
         log.info("purged %d sent reminders, %d expired notifications", purged_reminders, purged_notifications)
-    return TickResult(len(reminder_ids), len(event_ids), stranded, purged_reminders, purged_notifications)
+    return TickResult(
+        len(reminder_ids), len(event_ids), stranded, purged_reminders, purged_notifications, len(released)
+    )
 
 
 def start(session_factory: object) -> AsyncIOScheduler:

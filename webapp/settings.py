@@ -58,6 +58,8 @@ class Settings:
     jobs_namespace: str = "tidings:jobs"
     # Connect and read timeout of every Redis call: a hung server costs a request this long, not forever.
     redis_timeout_seconds: float = 2.0
+    # How long an unpaid booking holds its seats before the scheduler releases them.
+    payment_hold_minutes: int = 15
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -153,6 +155,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         redis_namespace=redis_namespace,
         jobs_namespace=env.get("JOBS_NAMESPACE", "").strip() or f"{redis_namespace}:jobs",
         redis_timeout_seconds=number("REDIS_TIMEOUT_SECONDS", 2.0, float),
+        payment_hold_minutes=number("PAYMENT_HOLD_MINUTES", 15),
     )
 
 

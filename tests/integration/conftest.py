@@ -1,4 +1,6 @@
-"""Integration-test speed-up: registrations hash passwords with cheap argon2 parameters.
+"""Shared integration fixtures: cheap password hashing, and the app behind a real server for races.
+
+Registrations hash passwords with cheap argon2 parameters.
 
 Password hashing strength is not what these tests prove, and the default parameters cost ~0.3 s
 per registration. Hashes stay real argon2 hashes, so logging in still verifies them.

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from jobs.scheduler import tick
 from tests.api import bearer, book, create_event, event_payload, eventually, pay, register
 from tests.conftest import TEST_SECRET
 from tests.services import LiveServer
@@ -30,6 +33,8 @@ CAPACITY = 25
 RACERS = 20
 GOOD_CARD = "4242 4242 4242 4242"
 PAYERS = 5
+RELEASE_ROUNDS = 25
+KEYED_ROUNDS = 8
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +370,94 @@ async def test_a_payment_confirmed_while_its_event_moves_gets_reminders_for_the_
         assert set(reminders) == {starts_at}, (
             f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
         )
+
+
+class RoundTripGateway:
+    """The test gateway with a provider's varying round-trip time, so a payment and the scheduler's
+    release overlap in every possible order."""
+
+    def __init__(self) -> None:
+        self.inner = TestPaymentGateway()
+
+    async def charge(self, *, amount_cents: int, currency: str, card_number: str, description: str) -> ChargeResult:
+        await asyncio.sleep(random.uniform(0, 0.02))
+        return await self.inner.charge(
+            amount_cents=amount_cents, currency=currency, card_number=card_number, description=description
+        )
+
+
+async def test_a_payment_racing_the_release_of_its_hold_either_confirms_or_finds_it_released(
+    app, in_process_server, session
+):
+    app.state.payment_gateway = RoundTripGateway()
+    maker = create_sessionmaker(session.bind)
+    hold = timedelta(minutes=app.state.settings.payment_hold_minutes)
+    outcomes: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=30) as http:
+        _, organizer = await register(http)
+        _, token = await register(http)
+        event = await create_event(http, organizer, capacity=2 * RELEASE_ROUNDS, price_cents=1500)
+
+        async def after(delay: float, work: Any) -> Any:
+            await asyncio.sleep(delay)
+            return await work
+
+        for _ in range(RELEASE_ROUNDS):
+            response = await book(http, token, event["id"], seats=2)
+            assert response.status_code == 201, response.text
+            booking_id = response.json()["id"]
+            paid, ticked = await asyncio.gather(
+                after(random.uniform(0, 0.05), pay(http, token, booking_id, GOOD_CARD)),
+                after(random.uniform(0, 0.01), tick(maker, now=utcnow() + hold + timedelta(minutes=1))),
+            )
+            booking = await session.get(Booking, booking_id, populate_existing=True)
+            charged = list(
+                await session.scalars(
+                    select(Payment).where(Payment.booking_id == booking_id, Payment.status == "succeeded")
+                )
+            )
+            await session.commit()
+            if paid.status_code == 200:
+                assert ticked.released == 0 and booking.status == "confirmed" and len(charged) == 1
+                outcomes["paid first"] += 1
+            else:
+                assert paid.status_code == 409, paid.text
+                assert paid.json()["error"]["code"] == "hold_expired"
+                assert ticked.released == 1 and booking.status == "cancelled" and charged == []
+                outcomes["released first"] += 1
+
+    active = await session.scalar(
+        select(func.coalesce(func.sum(Booking.seats), 0)).where(
+            Booking.event_id == event["id"], Booking.status.in_(("pending", "confirmed"))
+        )
+    )
+    seats_booked = await session.scalar(select(Event.seats_booked).where(Event.id == event["id"]))
+    await session.commit()
+    assert seats_booked == active == 2 * outcomes["paid first"]
+    print(f"payment vs release over {RELEASE_ROUNDS} rounds: {dict(outcomes)}")
+
+
+async def test_simultaneous_requests_with_one_idempotency_key_book_once(app, in_process_server, session):
+    """A client retrying before the first answer arrived: two requests with one key at the same moment."""
+    async with (
+        httpx.AsyncClient(base_url=in_process_server, timeout=30) as first,
+        httpx.AsyncClient(base_url=in_process_server, timeout=30) as second,
+    ):
+        _, organizer = await register(first)
+        _, token = await register(first)
+        event = await create_event(first, organizer, capacity=KEYED_ROUNDS * 2, price_cents=1000)
+        path = f"/api/v1/events/{event['id']}/bookings"
+        for round_ in range(KEYED_ROUNDS):
+            headers = {**bearer(token), "Idempotency-Key": f"order-{round_}"}
+            answers = await asyncio.gather(
+                first.post(path, json={"seats": 2}, headers=headers),
+                second.post(path, json={"seats": 2}, headers=headers),
+            )
+            assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+            assert answers[0].json()["id"] == answers[1].json()["id"]
+
+    bookings = await session.scalar(select(func.count()).select_from(Booking).where(Booking.event_id == event["id"]))
+    seats_booked = await session.scalar(select(Event.seats_booked).where(Event.id == event["id"]))
+    await session.commit()
+    assert bookings == KEYED_ROUNDS
+    assert seats_booked == 2 * KEYED_ROUNDS

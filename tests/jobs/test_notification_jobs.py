@@ -95,7 +95,9 @@ async def test_an_invitation_is_answered_from_the_notification_in_place(client, 
         data={"notification_id": str(item["id"])},
         headers={**csrf, "HX-Request": "true"},
     )
-    assert again.status_code == 409 and again.headers["hx-reswap"] == "none"
+    # Already answered (a second tab): 409, the item shows the answer and a toast says why.
+    assert again.status_code == 409 and "accepted" in again.text and "/accept" not in again.text
+    assert "tidings:error" in again.headers["hx-trigger"]
     members = (await client.get(f"/groups/{group['id']}")).text
     assert "invitee" in members.lower() or "Browser User" in members
 

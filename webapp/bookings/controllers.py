@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.auth.controllers import safe_next
 from webapp.bookings.models import Booking
 from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
-from webapp.bookings.services import BookingService
+from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
 from webapp.events.services import EventService
 from webapp.groups.services import GroupService
@@ -28,9 +29,16 @@ async def _payment_page(
 ) -> Template:
     booking = await BookingService(session).get_for_booker(current_user(request), booking_id)
     attempts = await PaymentService(session, request.app.state.payment_gateway).attempts(booking)
-    return Template(
-        "payment.html", context={"booking": booking, "attempts": attempts, "error": error}, status_code=status
-    )
+    hold_minutes = request.app.state.settings.payment_hold_minutes
+    context = {
+        "booking": booking,
+        "attempts": attempts,
+        "error": error,
+        "hold_minutes": hold_minutes,
+        "pay_by": booking.created_at + timedelta(minutes=hold_minutes),
+        "timezone": current_user(request).timezone,
+    }
+    return Template("payment.html", context=context, status_code=status)
 
 
 async def pay_booking(
@@ -69,8 +77,19 @@ class BookingPages(Controller):
             return await self._detail_with_error(
                 request, db_session, event_id, ValidationFailed({"seats": "Enter a number of seats."})
             )
+        service = BookingService(db_session)
+        token = str(form.get("booking_token", ""))
         try:
-            booking = await BookingService(db_session).book(user, event_id, seats, group_id)
+            if token:
+                # The form's one-time token: a double submit or a retry lands on the same booking.
+                booking, _ = await service.book_once(user, f"form:{token}", event_id, seats, group_id)
+                await db_session.commit()
+            else:
+                booking = await service.book(user, event_id, seats, group_id)
+        except RequestKeyReused:
+            await db_session.rollback()
+            reused = RequestKeyReused("This form was already used to book. Book again from the form below.")
+            return await self._detail_with_error(request, db_session, event_id, reused)
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
@@ -132,9 +151,19 @@ class BookingApi(Controller):
         data: JSONBody[BookingCreate],
         db_session: DbSession,
         event_id: RowId,
-    ) -> dict[str, Any]:
-        booking = await BookingService(db_session).book(current_user(request), event_id, data.seats, data.group_id)
-        return booking_json(booking)
+    ) -> Response[Any]:
+        service = BookingService(db_session)
+        user = current_user(request)
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            booking = await service.book(user, event_id, data.seats, data.group_id)
+            return Response(booking_json(booking), status_code=201)
+        booking, replayed = await service.book_once(user, key, event_id, data.seats, data.group_id)
+        await db_session.commit()
+        booking = await service.get_for_booker(user, booking.id)
+        # A retry gets what the first request got: the same booking, the same status code.
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(booking_json(booking), status_code=201, headers=headers)
 
     @get("/bookings")
     async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> list[dict[str, Any]]:

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, or_, select, update
+import hashlib
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
-from webapp.bookings.models import Booking, BookingAttendee
+from webapp.bookings.models import Booking, BookingAttendee, BookingRequestKey
 from webapp.db import utcnow
-from webapp.errors import Conflict, NotFound, ValidationFailed
+from webapp.errors import Conflict, DomainError, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.groups.models import Group
 from webapp.outbox.services import enqueue_after_commit
+from webapp.payments.models import PROCESSING_EXPIRES, Payment
 from webapp.reminders.services import ReminderService
 
 MAX_SEATS_PER_BOOKING = 20
 ACTIVE_STATUSES = ("pending", "confirmed")
+HOLD_EXPIRED = "payment_not_completed"  # Booking.cancel_reason of a released hold
+RELEASE_BATCH = 100
+MAX_REQUEST_KEY_LENGTH = 200
+REQUEST_KEY_LIFETIME = timedelta(hours=24)
+
+
+class RequestKeyReused(DomainError):
+    """The same Idempotency-Key sent with a different request: a client bug, not a retry."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
 
 
 class BookingService:
@@ -23,6 +41,56 @@ class BookingService:
         self.session = session
 
     async def book(self, user: User, event_id: int, seats: int, group_id: int | None = None) -> Booking:
+        booking = await self._create(user, event_id, seats, group_id)
+        return await self.get_for_booker(user, booking.id)
+
+    async def book_once(
+        self, user: User, key: str, event_id: int, seats: int, group_id: int | None = None
+    ) -> tuple[Booking, bool]:
+        """Books, unless this user already booked with this key: then the booking that key made
+        comes back (and True, "replayed"). The caller commits.
+
+        The key is claimed first, before the event row: a second request with the same key waits
+        on it until the first commits, then finds its booking, so a retry racing the original
+        books once. Only requests with the same user and key ever wait on a key, and none of them
+        holds an event row meanwhile, so this does not upset the event → booking lock order. A
+        refused booking rolls its key back with it: the retry tries again.
+        """
+        if not 1 <= len(key) <= MAX_REQUEST_KEY_LENGTH:
+            raise ValidationFailed({"idempotency_key": f"Use 1 to {MAX_REQUEST_KEY_LENGTH} characters."})
+        fingerprint = hashlib.sha256(json.dumps([event_id, seats, group_id]).encode()).hexdigest()
+        now = utcnow()
+        this_key = (BookingRequestKey.user_id == user.id, BookingRequestKey.key == key)
+        await self.session.execute(
+            delete(BookingRequestKey).where(*this_key, BookingRequestKey.created_at <= now - REQUEST_KEY_LIFETIME)
+        )
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        claimed = await self.session.scalar(
+            make_insert(BookingRequestKey)
+            .values(user_id=user.id, key=key, fingerprint=fingerprint, created_at=now)
+            .on_conflict_do_nothing()
+            .returning(BookingRequestKey.user_id)
+        )
+        if claimed is None:
+            earlier = await self.session.get(BookingRequestKey, (user.id, key), populate_existing=True)
+            if earlier is None or earlier.booking_id is None:  # only if its booking was deleted
+                raise Conflict("This request's booking no longer exists; use a new key.", code="idempotency_key_stale")
+            if earlier.fingerprint != fingerprint:
+                raise RequestKeyReused("This Idempotency-Key was already used for a different booking request.")
+            return await self.get_for_booker(user, earlier.booking_id), True
+        booking = await self._create(user, event_id, seats, group_id)
+        await self.session.execute(update(BookingRequestKey).where(*this_key).values(booking_id=booking.id))
+        return booking, False
+
+    async def forget_request_keys(self, now: datetime) -> int:
+        """Drops keys older than a day (the scheduler's housekeeping); the caller commits."""
+        result = await self.session.execute(
+            delete(BookingRequestKey).where(BookingRequestKey.created_at <= now - REQUEST_KEY_LIFETIME)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _create(self, user: User, event_id: int, seats: int, group_id: int | None) -> Booking:
         event = await self.session.get(Event, event_id)
         if event is None:
             raise NotFound("No such event.")
@@ -50,12 +118,11 @@ class BookingService:
         )
         booking.attendees = [BookingAttendee(user_id=uid) for uid in attendee_ids]
         self.session.add(booking)
+        await self.session.flush()
         if free:
-            await self.session.flush()
             await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
             enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
-        await self.session.flush()
-        return await self.get_for_booker(user, booking.id)
+        return booking
 
     async def _reserve_seats(self, event: Event, seats: int) -> None:
         # One conditional UPDATE: the database serialises concurrent reservations on the row,
@@ -115,6 +182,64 @@ class BookingService:
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)
         return booking
+
+    async def release_unpaid(self, created_before: datetime, now: datetime) -> list[int]:
+        """Cancels pending bookings made before `created_before` (their payment hold ran out) and
+        returns their seats; the caller (the scheduler tick) commits. Returns the released ids.
+
+        The claim is one conditional UPDATE (still pending, still expired, no payment in flight),
+        so a payment racing it either started first (the booking is skipped until its outcome is
+        recorded) or finds the booking cancelled (409, no charge).
+        """
+        paying = exists().where(
+            Payment.booking_id == Booking.id,
+            Payment.status == "processing",
+            Payment.created_at > now - PROCESSING_EXPIRES,
+        )
+        # A booking whose payment is in flight (the gateway is being called) is left for a later
+        # tick: the outcome is recorded in a moment, and a charged card must find its seats.
+        expired = (Booking.status == "pending", Booking.created_at <= created_before, ~paying)
+        event_ids = list(
+            await self.session.scalars(
+                select(Booking.event_id).where(*expired).distinct().order_by(Booking.event_id).limit(RELEASE_BATCH)
+            )
+        )
+        if not event_ids:
+            return []
+        # Lock order: event rows, then booking rows.
+        await self.session.execute(select(Event.id).where(Event.id.in_(event_ids)).order_by(Event.id).with_for_update())
+        claimable = (
+            select(Booking.id)
+            .where(*expired, Booking.event_id.in_(event_ids))
+            .order_by(Booking.id)
+            .limit(RELEASE_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(await self.session.scalars(claimable))
+        if not ids:
+            return []
+        released = await self.session.execute(
+            update(Booking)
+            .where(Booking.id.in_(ids), *expired)
+            .values(status="cancelled", cancelled_at=now, cancel_reason=HOLD_EXPIRED)
+            .returning(Booking.id, Booking.event_id, Booking.seats)
+            .execution_options(synchronize_session=False)
+        )
+        seats_by_event: dict[int, int] = defaultdict(int)
+        released_ids = []
+        for booking_id, event_id, seats in released.all():
+            seats_by_event[event_id] += seats
+            released_ids.append(booking_id)
+            # A pending booking has no reminders to cancel; the booker is told why it went.
+            enqueue_after_commit(self.session, "send_booking_cancelled", booking_id=booking_id)
+        for event_id in sorted(seats_by_event):
+            await self.session.execute(
+                update(Event)
+                .where(Event.id == event_id)
+                .values(seats_booked=Event.seats_booked - seats_by_event[event_id])
+                .execution_options(synchronize_session=False)
+            )
+        return sorted(released_ids)
 
     async def get_for_booker(self, user: User, booking_id: int, lock: bool = False) -> Booking:
         """The booker's booking. `lock` holds its row until the transaction ends (PostgreSQL;

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -9,7 +10,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.errors import DomainError
+from webapp.errors import Conflict, DomainError
 from webapp.groups.schemas import GroupCreate, InvitationCreate, group_json, invitation_json
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, require_user
@@ -112,18 +113,47 @@ class GroupPages(Controller):
         service = GroupService(db_session)
         user = current_user(request)
         form = dict(await request.form())
-        if answer == "accept":
-            invitation = await service.accept(user, invitation_id)
-        elif answer == "decline":
-            invitation = await service.decline(user, invitation_id)
-        else:
+        if answer not in ("accept", "decline"):
             raise NotFoundException("No such action.")
+        try:
+            if answer == "accept":
+                invitation = await service.accept(user, invitation_id)
+            else:
+                invitation = await service.decline(user, invitation_id)
+        except Conflict as exc:
+            if exc.code != "invitation_answered" or not request.headers.get("hx-request"):
+                raise  # a plain form post gets the friendly 409 page
+            # Answered already (another tab, a double click): show what it became, and say why.
+            db_session.expire_all()
+            invitation = await service.get_for_invitee(user, invitation_id)
+            return await self._answered(request, user, db_session, invitation, form, error=exc.message)
+        await db_session.commit()
+        return await self._answered(request, user, db_session, invitation, form)
+
+    async def _answered(
+        self,
+        request: Request[Any, Any, Any],
+        user: Any,
+        session: AsyncSession,
+        invitation: Any,
+        form: dict[str, Any],
+        error: str = "",
+    ) -> Response[Any]:
+        status = 409 if error else 200
         if form.get("notification_id"):
             # Answered from the notification itself: it is read now and shows the answer, in place.
-            return await self._answered_notification(user, db_session, str(form["notification_id"]), invitation.status)
-        if request.headers.get("hx-request"):
-            return Template("_invitation.html", context={"invitation": invitation})
-        return Redirect(f"/groups/{invitation.group_id}" if invitation.status == "accepted" else "/groups")
+            response = await self._answered_notification(user, session, str(form["notification_id"]), invitation.status)
+        elif request.headers.get("hx-request"):
+            response = Template("_invitation.html", context={"invitation": invitation})
+        else:
+            return Redirect(f"/groups/{invitation.group_id}" if invitation.status == "accepted" else "/groups")
+        response.status_code = status
+        if error:
+            # The toast that error pages raise for htmx (see webapp.http.error_page), with the count, if any.
+            triggers = json.loads(response.headers.get("HX-Trigger", "{}"))
+            triggers["tidings:error"] = {"message": error}
+            response.headers["HX-Trigger"] = json.dumps(triggers)
+        return response
 
     async def _answered_notification(self, user: Any, session: Any, notification_id: str, status: str) -> Template:
         notifications = NotificationService(session)
@@ -163,10 +193,14 @@ class GroupApi(Controller):
     async def accept(
         self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
     ) -> dict[str, Any]:
-        return invitation_json(await GroupService(db_session).accept(current_user(request), invitation_id))
+        invitation = await GroupService(db_session).accept(current_user(request), invitation_id)
+        await db_session.commit()
+        return invitation_json(invitation)
 
     @post("/invitations/{invitation_id:int}/decline", status_code=HTTP_200_OK)
     async def decline(
         self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
     ) -> dict[str, Any]:
-        return invitation_json(await GroupService(db_session).decline(current_user(request), invitation_id))
+        invitation = await GroupService(db_session).decline(current_user(request), invitation_id)
+        await db_session.commit()
+        return invitation_json(invitation)

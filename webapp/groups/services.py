@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
@@ -57,27 +57,37 @@ class GroupService:
         return await self._get(invitation.id)
 
     async def accept(self, invitee: User, invitation_id: int) -> Invitation:
-        invitation = await self._answerable(invitee, invitation_id)
-        invitation.status = "accepted"
-        invitation.responded_at = utcnow()
+        invitation = await self._answer(invitee, invitation_id, "accepted")
         self.session.add(GroupMember(group_id=invitation.group_id, user_id=invitee.id))
         await self.session.flush()
         return await self._get(invitation.id)
 
     async def decline(self, invitee: User, invitation_id: int) -> Invitation:
-        invitation = await self._answerable(invitee, invitation_id)
-        invitation.status = "declined"
-        invitation.responded_at = utcnow()
-        await self.session.flush()
-        return invitation
+        return await self._answer(invitee, invitation_id, "declined")
 
-    async def _answerable(self, invitee: User, invitation_id: int) -> Invitation:
-        invitation = await self.session.get(Invitation, invitation_id)
+    async def get_for_invitee(self, invitee: User, invitation_id: int) -> Invitation:
+        invitation = await self.session.get(Invitation, invitation_id, populate_existing=True)
         if invitation is None or invitation.invitee_id != invitee.id:
             raise NotFound("No such invitation.")
-        if invitation.status != "pending":
-            raise Conflict(f"This invitation was already {invitation.status}.", code="invitation_answered")
         return invitation
+
+    async def _answer(self, invitee: User, invitation_id: int, status: str) -> Invitation:
+        """Answers a pending invitation; the caller commits. Of two answers at once (two tabs), the
+        conditional UPDATE lets exactly one through: the other waits on the row, finds it answered
+        and is told so (409), instead of adding the member twice or overwriting the first answer."""
+        invitation = await self.get_for_invitee(invitee, invitation_id)
+        if invitation.status == "pending":
+            answered = await self.session.execute(
+                update(Invitation)
+                .where(Invitation.id == invitation.id, Invitation.status == "pending")
+                .values(status=status, responded_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if answered.rowcount == 1:  # type: ignore[attr-defined]
+                await self.session.refresh(invitation)
+                return invitation
+            await self.session.refresh(invitation)  # the winner's answer, for the message
+        raise Conflict(f"This invitation was already {invitation.status}.", code="invitation_answered")
 
     async def _get(self, invitation_id: int) -> Invitation:
         # Reload with its relationships: the group's member list has just changed.

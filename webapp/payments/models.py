@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base, UTCDateTime, utcnow
+
+# An attempt still `processing` after this long was cut off (the process died mid-call): it no
+# longer blocks a new attempt, nor the release of an unpaid booking.
+PROCESSING_EXPIRES = timedelta(minutes=2)
 
 
 class Payment(Base):

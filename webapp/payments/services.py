@@ -11,26 +11,22 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
-from webapp.bookings.services import BookingService
+from webapp.bookings.services import HOLD_EXPIRED, BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit
 from webapp.payments.gateway import ChargeResult, PaymentGateway, is_plausible_card_number, normalize_card_number
-from webapp.payments.models import Payment
+from webapp.payments.models import PROCESSING_EXPIRES, Payment
 from webapp.reminders.services import ReminderService
 
 GATEWAY_TIMEOUT_SECONDS = 20.0
-# An attempt still `processing` after this long was cut off (the process died mid-call); it no
-# longer blocks a new attempt.
-PROCESSING_EXPIRES = timedelta(minutes=2)
 GATEWAY_TIMED_OUT = ChargeResult(
     False, failure_code="gateway_timeout", failure_message="The payment provider did not answer in time."
 )
@@ -47,6 +43,12 @@ class PaymentService:
             await bookings.get_for_booker(user, booking_id)  # someone else's: 404 first
             raise ValidationFailed({"card_number": "Enter a valid card number."})
         booking = await bookings.get_for_booker(user, booking_id, lock=True)
+        if booking.status == "cancelled" and booking.cancel_reason == HOLD_EXPIRED:
+            raise Conflict(
+                "Payment was not completed in time, so the seats were released and nothing was charged. "
+                "Book again if seats are left.",
+                code="hold_expired",
+            )
         if booking.status != "pending":
             raise Conflict(f"This booking is {booking.status}; there is nothing to pay.", code="booking_not_pending")
         if booking.event.status != "scheduled" or booking.event.starts_at <= utcnow():
