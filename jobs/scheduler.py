@@ -1,6 +1,8 @@
 """The scheduler: exactly one per deployment (`tidings scheduler`; inside the web process in
-embedded mode). Every tick it hands due reminders, review requests and stranded outbox rows to
-the workers. Claims are atomic, so even two schedulers running at once send each reminder once.
+embedded mode). Every tick it claims due reminders and review requests, writing their jobs as
+outbox rows in the claim's own transaction (a send that fails is retried, never lost), hands over
+again the outbox rows whose job has not completed, and purges old completed rows. Claims are
+atomic, so even two schedulers running at once send each reminder once.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ from jobs.fanout import fan_out_review_requests
 from jobs.reminders import send_event_reminder
 from webapp.db import utcnow
 from webapp.events.models import Event
-from webapp.outbox.services import enqueue_stranded
+from webapp.outbox.services import enqueue_after_commit, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
 
 log = logging.getLogger("tidings.scheduler")
 
 INTERVAL_SECONDS = float(os.environ.get("SCHEDULER_INTERVAL_SECONDS", "15"))
 REVIEW_REQUEST_DELAY = timedelta(minutes=float(os.environ.get("REVIEW_REQUEST_DELAY_MINUTES", "120")))
+# A row never handed over (the process died right after commit, the broker was down) goes out
+# again after OUTBOX_GRACE; one handed over but not completed after OUTBOX_REDELIVER (the queue lost
+# it, or its worker died mid-job). 40 s plus one 15 s tick keeps a dead worker's job under a minute.
 OUTBOX_GRACE = timedelta(seconds=float(os.environ.get("OUTBOX_GRACE_SECONDS", "30")))
+OUTBOX_REDELIVER = timedelta(seconds=float(os.environ.get("OUTBOX_REDELIVER_SECONDS", "40")))
+OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "5"))
+OUTBOX_RETENTION = timedelta(days=float(os.environ.get("OUTBOX_RETENTION_DAYS", "7")))
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class TickResult:
     reminders: int
     review_events: int
     outbox: int
+    purged: int = 0
 
 
 async def claim_review_requests(session: AsyncSession, now: datetime) -> list[int]:
@@ -48,31 +57,36 @@ async def claim_review_requests(session: AsyncSession, now: datetime) -> list[in
     ids = list(await session.scalars(candidates))
     if ids:
         await session.execute(update(Event).where(Event.id.in_(ids)).values(review_requests_at=now))
-    await session.commit()
     return ids
 
 
 async def tick(session_factory: object, now: datetime | None = None) -> TickResult:
-    """One pass. `now` is injectable so tests can move time instead of sleeping."""
+    """One pass, one transaction per step. `now` is injectable so tests can move time instead of
+    sleeping."""
     now = now or utcnow()
     async with session_factory() as session:  # type: ignore[operator]
         reminder_ids = await ReminderService(session).claim_due(now)
-    for reminder_id in reminder_ids:
-        send_event_reminder.send(reminder_id)
+        for reminder_id in reminder_ids:
+            enqueue_after_commit(session, send_event_reminder.actor_name, reminder_id=reminder_id)
+        await session.commit()
     async with session_factory() as session:  # type: ignore[operator]
         event_ids = await claim_review_requests(session, now)
-    for event_id in event_ids:
-        fan_out_review_requests.send(event_id)
+        for event_id in event_ids:
+            enqueue_after_commit(session, fan_out_review_requests.actor_name, event_id=event_id)
+        await session.commit()
     async with session_factory() as session:  # type: ignore[operator]
-        stranded = await enqueue_stranded(session, OUTBOX_GRACE)
-    if reminder_ids or event_ids or stranded:
+        again = await redeliver_unfinished(session, now, OUTBOX_GRACE, OUTBOX_REDELIVER, OUTBOX_MAX_ATTEMPTS)
+        purged = await purge_completed(session, now - OUTBOX_RETENTION)
+        await session.commit()
+    if reminder_ids or event_ids or again or purged:
         log.info(
-            "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows",
+            "scheduled %d reminders, %d review fan-outs; handed over %d unfinished outbox rows again; purged %d",
             len(reminder_ids),
             len(event_ids),
-            stranded,
+            again,
+            purged,
         )
-    return TickResult(len(reminder_ids), len(event_ids), stranded)
+    return TickResult(len(reminder_ids), len(event_ids), again, purged)
 
 
 def start(session_factory: object) -> AsyncIOScheduler:

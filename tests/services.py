@@ -82,7 +82,8 @@ def throwaway_postgres_database(base_url: str) -> Iterator[str]:
 class LiveServer:
     """`tidings serve` in a subprocess, on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, start_within: float = 30) -> None:
+        self.start_within = start_within
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
@@ -95,7 +96,7 @@ class LiveServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "webapp"], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
@@ -104,7 +105,7 @@ class LiveServer:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("server did not start within 30 s")
+        raise RuntimeError(f"server did not start within {self.start_within} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -150,6 +151,22 @@ class LiveWorker:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class LiveScheduler(LiveWorker):
+    """`tidings scheduler`, the scaled deployment's single scheduler, in a process group of its own."""
+
+    def start(self) -> None:
+        tidings_cli = Path(sys.executable).with_name("tidings")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(tidings_cli), "scheduler"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
 
 def scaled_env(database_url: str, secret: str) -> dict[str, str]:

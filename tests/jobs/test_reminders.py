@@ -49,7 +49,9 @@ async def run_due(session, now: datetime) -> list[Notification]:
     """What the scheduler and the actor do, at an injected time."""
     service = ReminderService(session)
     sent = []
-    for reminder_id in await service.claim_due(now):
+    claimed = await service.claim_due(now)
+    await session.commit()
+    for reminder_id in claimed:
         notification = await service.send(reminder_id, now)
         if notification is not None:
             sent.append(notification)
@@ -134,6 +136,7 @@ async def test_a_reminder_claimed_before_a_cancellation_is_not_sent(client, sess
     start = datetime.fromisoformat(event["starts_at"])
     service = ReminderService(session)
     claimed = await service.claim_due(start - timedelta(minutes=59))
+    await session.commit()
     assert len(claimed) == 1
     await client.post(f"/api/v1/events/{event['id']}/cancel", headers=bearer(organizer))
     assert await service.send(claimed[0], start - timedelta(minutes=58)) is None
@@ -171,7 +174,9 @@ async def test_two_schedulers_claiming_at_once_send_every_reminder_exactly_once(
 
         async def scheduler(maker) -> list[int]:
             async with maker() as db:
-                return await ReminderService(db).claim_due(now)
+                claimed = await ReminderService(db).claim_due(now)
+                await db.commit()
+                return claimed
 
         first, second = await asyncio.gather(
             scheduler(create_sessionmaker(engine)), scheduler(create_sessionmaker(second_engine))
