@@ -1,8 +1,9 @@
 """Fan-out to many people: event updates and cancellations, announcements, review requests.
 
 A root message finds the recipients and writes one outbox row (a chunk job) per CHUNK_SIZE of
-them in its own transaction; each chunk is one bulk insert. Every notification has a per-recipient dedupe key, so a chunk that is
-delivered again (a worker killed mid-way, a retry) adds nothing.
+them in its own transaction; each chunk is one bulk insert. Every notification has a
+per-recipient dedupe key, so a chunk that is delivered again (a worker killed mid-way, a retry)
+adds nothing.
 """
 
 from __future__ import annotations
