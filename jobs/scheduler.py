@@ -33,7 +33,8 @@ REVIEW_REQUEST_DELAY = timedelta(minutes=float(os.environ.get("REVIEW_REQUEST_DE
 # it, or its worker died mid-job). 40 s plus one 15 s tick keeps a dead worker's job under a minute.
 OUTBOX_GRACE = timedelta(seconds=float(os.environ.get("OUTBOX_GRACE_SECONDS", "30")))
 OUTBOX_REDELIVER = timedelta(seconds=float(os.environ.get("OUTBOX_REDELIVER_SECONDS", "40")))
-OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "5"))
+# Each further hand-over waits twice as long: 8 attempts span about 2.8 hours of worker outage.
+OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
 OUTBOX_RETENTION = timedelta(days=float(os.environ.get("OUTBOX_RETENTION_DAYS", "7")))
 
 

@@ -108,13 +108,20 @@ async def test_a_row_whose_job_never_completes_is_handed_over_again_then_given_u
     row = enqueue_after_commit(session, "send_group_invitation", invitation_id=9)
     await session.commit()
     await handed_over(engine, row.id, attempts=1)
-    later = utcnow()
-    for attempt in (2, 3):
-        later += timedelta(seconds=41)
-        assert await redeliver(session, later, max_attempts=3) == 1
+    # Handed over again 40 s after the first hand-over, then after twice as long each time
+    # (hand-overs are stamped with the real time; the margin covers the wait for the stamp).
+    for attempt, wait in ((2, 40), (3, 80)):
+        stamped = utcnow()
+        assert await redeliver(session, stamped + timedelta(seconds=wait - 5), max_attempts=3) == 0
+        await session.commit()
+        assert await redeliver(session, stamped + timedelta(seconds=wait + 1), max_attempts=3) == 1
         await session.commit()
         await handed_over(engine, row.id, attempts=attempt)
-    later += timedelta(seconds=41)
+    stamped = utcnow()
+    assert await redeliver(session, stamped + timedelta(seconds=155), max_attempts=3) == 0
+    await session.commit()
+    assert (await session.get(OutboxMessage, row.id, populate_existing=True)).failed_at is None
+    later = stamped + timedelta(seconds=161)
     assert await redeliver(session, later, max_attempts=3) == 0  # three hand-overs, never completed: failed
     await session.commit()
     assert [name for name, _ in sent] == ["send_group_invitation"] * 3

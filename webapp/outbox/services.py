@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -113,9 +113,20 @@ async def redeliver_unfinished(
 ) -> int:
     """Hands over again, after the caller commits, the rows whose job has not completed: never
     handed over `never_sent_after` after they were written (the process died in between,
-    the broker was down), or handed over more than `resend_after` ago (the queue lost the
-    message, the worker died). A row handed over `max_attempts` times without completing is
-    marked failed and logged instead. Returns how many rows will be handed over."""
+    the broker was down), or handed over long enough ago (the queue lost the message, the
+    worker died): `resend_after` after the first hand-over, twice as long after each further
+    one, so that an outage of the workers costs a few hand-overs, not all of them. A row handed
+    over `max_attempts` times, and not completed within its last wait, is marked failed and
+    logged instead. Returns how many rows will be handed over."""
+    max_attempts = max(1, max_attempts)
+    overdue = [
+        (OutboxMessage.attempts == attempts) & (OutboxMessage.enqueued_at <= now - resend_after * 2 ** (attempts - 1))
+        for attempts in range(1, max_attempts)
+    ]
+    overdue.append(
+        (OutboxMessage.attempts >= max_attempts)
+        & (OutboxMessage.enqueued_at <= now - resend_after * 2 ** (max_attempts - 1))
+    )
     rows = list(
         await session.scalars(
             select(OutboxMessage)
@@ -123,7 +134,7 @@ async def redeliver_unfinished(
                 OutboxMessage.completed_at.is_(None),
                 OutboxMessage.failed_at.is_(None),
                 (OutboxMessage.enqueued_at.is_(None) & (OutboxMessage.created_at <= now - never_sent_after))
-                | (OutboxMessage.enqueued_at <= now - resend_after),
+                | or_(*overdue),
             )
             .order_by(OutboxMessage.id)
             .limit(limit)
