@@ -82,7 +82,7 @@ def throwaway_postgres_database(base_url: str) -> Iterator[str]:
 class LiveServer:
     """`tidings serve` in a subprocess, on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, start_within: float = 30) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, start_within: float = 90) -> None:
         self.start_within = start_within
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
