@@ -30,10 +30,11 @@ INTERVAL_SECONDS = float(os.environ.get("SCHEDULER_INTERVAL_SECONDS", "15"))
 REVIEW_REQUEST_DELAY = timedelta(minutes=float(os.environ.get("REVIEW_REQUEST_DELAY_MINUTES", "120")))
 # A row never handed over (the process died right after commit, the broker was down) goes out
 # again after OUTBOX_GRACE; one handed over but not completed after OUTBOX_REDELIVER (the queue lost
-# it, or its worker died mid-job). 40 s plus one 15 s tick keeps a dead worker's job under a minute.
+# it, or its worker died mid-job). 30 s plus one 15 s tick plus the run itself keeps a dead worker's
+# job under a minute; a job legitimately running longer than that may run twice (harmless).
 OUTBOX_GRACE = timedelta(seconds=float(os.environ.get("OUTBOX_GRACE_SECONDS", "30")))
-OUTBOX_REDELIVER = timedelta(seconds=float(os.environ.get("OUTBOX_REDELIVER_SECONDS", "40")))
-# Each further hand-over waits twice as long: 8 attempts span about 2.8 hours of worker outage.
+OUTBOX_REDELIVER = timedelta(seconds=float(os.environ.get("OUTBOX_REDELIVER_SECONDS", "30")))
+# Each further hand-over waits twice as long: 8 attempts span about 2 hours of worker outage.
 OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
 OUTBOX_RETENTION = timedelta(days=float(os.environ.get("OUTBOX_RETENTION_DAYS", "7")))
 
