@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,7 @@ from tests.conftest import TEST_SECRET
 from tests.crowd import seed_crowd
 from tests.reliability.conftest import Account, announce, register, register_admin, server_env
 from tests.reliability.test_redis import RedisProcess
-from tests.services import LiveScheduler, LiveServer, LiveWorker, free_port, scaled_env
+from tests.services import REDIS_URL, LiveScheduler, LiveServer, LiveWorker, free_port, scaled_env
 from webapp.db import utcnow
 
 START_WITHIN = 120  # seconds; starting a process takes long on a busy machine (imports)
@@ -186,6 +187,26 @@ async def test_jobs_lost_by_a_redis_restart_without_persistence_run_exactly_once
 
 
 ATTENDEES = 2000
+
+
+async def workers(redis: Redis, namespace: str) -> set[str]:
+    """Ids of the Dramatiq worker processes with a heartbeat in the namespace."""
+    return {member.decode() for member in await redis.zrange(f"{namespace}:__heartbeats__", 0, -1)}
+
+
+async def _more_than(found: Awaitable[set[str]], count: int) -> set[str]:
+    ids = await found
+    return ids if len(ids) > count else set()
+
+
+async def until_value(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
+    started = time.monotonic()
+    while not (result := await check()):
+        assert time.monotonic() - started < within, f"{what}: not within {within} s"
+        await asyncio.sleep(0.1)
+    return result
+
+
 COUNT_UPDATES = (
     "SELECT count(id), count(DISTINCT user_id) FROM notifications WHERE type = 'event_updated' AND subject_id = {}"
 )
@@ -200,15 +221,20 @@ async def test_a_worker_killed_mid_job_has_its_work_redone_within_a_minute_with_
     for faster in ("JOBS_HEARTBEAT_TIMEOUT_MS", "JOBS_MAINTENANCE_CHANCE"):  # the defaults, as deployed
         env.pop(faster)
     env["JOBS_FANOUT_CHUNK_SIZE"] = "500"
+    namespace = env["JOBS_NAMESPACE"]
+    redis = Redis.from_url(REDIS_URL)
     web = LiveServer(env, tmp_path / "web.log", START_WITHIN)
     first = LiveWorker(env, tmp_path / "worker-1.log", threads=1)
     second = LiveWorker(env, tmp_path / "worker-2.log", threads=1)
     scheduler = LiveScheduler(env, tmp_path / "scheduler.log")
     try:
-        # Both workers and the scheduler run from the start: what is measured is how soon the
-        # killed worker's jobs are redone, not how long a process takes to start.
+        # Both workers and the scheduler run before the work arrives: what is measured is how soon
+        # the killed worker's jobs are redone, not how long a process takes to start. Each worker
+        # is known by its heartbeat in Redis, so the test can see which messages it holds.
         first.start()
+        first_id = (await until_value(lambda: workers(redis, namespace), 120, "the first worker is up")).pop()
         second.start()
+        await until_value(lambda: _more_than(workers(redis, namespace), 1), 120, "the second worker is up")
         scheduler.start()
         web.start()
         from webapp.auth.tokens import issue_access_token
@@ -226,20 +252,27 @@ async def test_a_worker_killed_mid_job_has_its_work_redone_within_a_minute_with_
             [(rows, people)] = await scalar_rows(session, COUNT_UPDATES.format(int(event_id)))
             return int(rows), int(people)
 
-        async def part_done() -> bool:
+        held_key = f"{namespace}:__acks__.{first_id}.fanout"
+
+        async def first_worker_mid_job() -> bool:
             rows, _ = await updates()
             assert rows < ATTENDEES, "the fan-out finished before the worker could be killed"
-            return rows > 0
+            return rows > 0 and int(await redis.scard(held_key)) > 0
 
-        await until(part_done, 60, "the fan-out starts")
-        first.kill()  # mid-job: a chunk is running and others are prefetched by this worker
+        await until(first_worker_mid_job, 60, "the first worker is mid-fan-out")
+        first.kill()  # mid-job: it holds a running chunk (and perhaps prefetched ones)
+        held = int(await redis.scard(held_key))
         killed_at, _ = await updates()
+        assert held > 0
 
         async def everyone() -> bool:
             return (await updates())[1] == ATTENDEES
 
         redone = await until(everyone, 120, "every attendee is told")
-        print(f"\nkilled after {killed_at} of {ATTENDEES} rows; another worker finished the work {redone:.1f} s later")
+        print(
+            f"\nkilled holding {held} message(s), after {killed_at} of {ATTENDEES} rows; "
+            f"another worker finished the work {redone:.1f} s later"
+        )
 
         async def all_completed() -> bool:
             total, _, completed = await outbox_counts(session)
@@ -253,3 +286,4 @@ async def test_a_worker_killed_mid_job_has_its_work_redone_within_a_minute_with_
         second.stop()
         scheduler.stop()
         web.stop()
+        await redis.aclose()
