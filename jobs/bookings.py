@@ -36,7 +36,7 @@ def _cancelled_body(booking: Booking, when: str, released: bool) -> str:
 
 @dramatiq.actor(queue_name="notifications")
 async def send_booking_confirmation(booking_id: int, outbox_id: int | None = None) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         booking = await session.get(Booking, booking_id)
         if booking is None or booking.status != "confirmed":
             return
@@ -68,7 +68,7 @@ async def send_booking_confirmation(booking_id: int, outbox_id: int | None = Non
 
 @dramatiq.actor(queue_name="notifications")
 async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         booking = await session.get(Booking, booking_id)
         if booking is None or booking.status != "cancelled":
             return
@@ -117,7 +117,7 @@ async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) 
 
 @dramatiq.actor(queue_name="notifications")
 async def send_payment_failed(payment_id: int, outbox_id: int | None = None) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         payment = await session.get(Payment, payment_id)
         if payment is None or payment.status != "failed":
             return

@@ -42,7 +42,8 @@ MAINTENANCE_CHANCE = int(os.environ.get("JOBS_MAINTENANCE_CHANCE", "1000"))
 
 
 class DeadLetterLog(Middleware):
-    """Says loudly when a message gives up and lands in the dead-letter queue."""
+    """Says loudly when a message gives up and lands in the dead-letter queue, and marks its
+    outbox row failed so that the scheduler stops handing it over."""
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         last_line = ((message.options.get("traceback") or "").strip().splitlines() or ["no traceback"])[-1]
@@ -53,6 +54,20 @@ class DeadLetterLog(Middleware):
             message.options.get("retries", 0),
             last_line,
         )
+        outbox_id = message.kwargs.get("outbox_id")
+        if outbox_id is None:
+            return
+        from dramatiq.asyncio import get_event_loop_thread
+
+        from jobs import runtime  # not at import time: the broker is configured before anything else
+
+        loop_thread = get_event_loop_thread()
+        try:
+            if loop_thread is None:
+                raise RuntimeError("no event loop thread")
+            loop_thread.run_coroutine(runtime.mark_failed(int(outbox_id)))
+        except Exception:  # noqa: BLE001 - the row then runs out of attempts in the scheduler instead
+            log.exception("could not mark outbox message %s failed", outbox_id)
 
 
 def _middleware() -> list[Middleware]:

@@ -1,8 +1,9 @@
 """Fan-out to many people: event updates and cancellations, announcements, review requests.
 
-A root message finds the recipients and sends one chunk message per CHUNK_SIZE of them; each
-chunk is one bulk insert. Every notification has a per-recipient dedupe key, so a chunk that is
-delivered again (a worker killed mid-way, a retry) adds nothing.
+A root message finds the recipients and writes one outbox row (a chunk job) per CHUNK_SIZE of
+them in its own transaction; each chunk is one bulk insert. Every notification has a
+per-recipient dedupe key, so a chunk that is delivered again (a worker killed mid-way, a retry)
+adds nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.events.models import Event, EventChange
 from webapp.notifications.services import NewNotification, NotificationService
+from webapp.outbox.services import enqueue_after_commit
 from webapp.timeutil import format_in_zone
 
 # Recipients per chunk message: big enough that 10,000 attendees take about ten messages.
@@ -40,10 +42,12 @@ async def confirmed_attendees(session: Any, event_id: int) -> list[int]:
     return list(await session.scalars(statement))
 
 
-def send_chunks(actor: dramatiq.Actor[Any, Any], user_ids: Sequence[int], **kwargs: Any) -> int:
+def send_chunks(session: Any, actor: dramatiq.Actor[Any, Any], user_ids: Sequence[int], **kwargs: Any) -> int:
+    """One outbox row per chunk, in the root job's transaction: a chunk lost by the queue (or
+    by a worker killed mid-chunk) is handed over again until it has run."""
     chunks = [list(user_ids[i : i + CHUNK_SIZE]) for i in range(0, len(user_ids), CHUNK_SIZE)]
     for chunk in chunks:
-        actor.send_with_options(kwargs={**kwargs, "user_ids": chunk})
+        enqueue_after_commit(session, actor.actor_name, **kwargs, user_ids=chunk)
     return len(chunks)
 
 
@@ -59,9 +63,18 @@ async def _users(session: Any, user_ids: Sequence[int]) -> list[Any]:
 async def fan_out_event_change(
     event_id: int, version: int, kind: str, changes: dict[str, Any] | None = None, outbox_id: int | None = None
 ) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         recipients = await confirmed_attendees(session, event_id)
-    send_chunks(notify_event_change, recipients, event_id=event_id, version=version, kind=kind, changes=changes or {})
+        send_chunks(
+            session,
+            notify_event_change,
+            recipients,
+            event_id=event_id,
+            version=version,
+            kind=kind,
+            changes=changes or {},
+        )
+        await session.commit()
 
 
 def describe_changes(changes: dict[str, Any], zone: str) -> str:
@@ -95,9 +108,9 @@ def merge_changes(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any
 
 @dramatiq.actor(queue_name="fanout")
 async def notify_event_change(
-    event_id: int, version: int, kind: str, changes: dict[str, Any], user_ids: list[int]
+    event_id: int, version: int, kind: str, changes: dict[str, Any], user_ids: list[int], outbox_id: int | None = None
 ) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         if kind == "cancelled":
             await _tell_cancellation(session, event_id, version, user_ids)
         else:
@@ -246,27 +259,35 @@ async def fan_out_announcement(
     event_id: int | None = None,
     outbox_id: int | None = None,
 ) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         if event_id is not None:
             recipients = await confirmed_attendees(session, event_id)
         else:
             recipients = list(await session.scalars(select(User.id).order_by(User.id)))
-    send_chunks(
-        notify_announcement,
-        recipients,
-        announcement=announcement,
-        sender_id=sender_id,
-        title=title,
-        body=body,
-        event_id=event_id,
-    )
+        send_chunks(
+            session,
+            notify_announcement,
+            recipients,
+            announcement=announcement,
+            sender_id=sender_id,
+            title=title,
+            body=body,
+            event_id=event_id,
+        )
+        await session.commit()
 
 
 @dramatiq.actor(queue_name="fanout")
 async def notify_announcement(
-    announcement: str, sender_id: int, title: str, body: str, event_id: int | None, user_ids: list[int]
+    announcement: str,
+    sender_id: int,
+    title: str,
+    body: str,
+    event_id: int | None,
+    user_ids: list[int],
+    outbox_id: int | None = None,
 ) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         await NotificationService(session).notify_many(
             [
                 NewNotification(
@@ -291,15 +312,16 @@ async def notify_announcement(
 
 
 @dramatiq.actor(queue_name="fanout")
-async def fan_out_review_requests(event_id: int) -> None:
-    async with runtime.session() as session:
+async def fan_out_review_requests(event_id: int, outbox_id: int | None = None) -> None:
+    async with runtime.session(outbox_id) as session:
         recipients = await confirmed_attendees(session, event_id)
-    send_chunks(notify_review_request, recipients, event_id=event_id)
+        send_chunks(session, notify_review_request, recipients, event_id=event_id)
+        await session.commit()
 
 
 @dramatiq.actor(queue_name="fanout")
-async def notify_review_request(event_id: int, user_ids: list[int]) -> None:
-    async with runtime.session() as session:
+async def notify_review_request(event_id: int, user_ids: list[int], outbox_id: int | None = None) -> None:
+    async with runtime.session(outbox_id) as session:
         event = await session.get(Event, event_id)
         if event is None or event.status != "scheduled":
             return

@@ -12,7 +12,7 @@ from webapp.notifications.services import NewNotification, NotificationService
 
 @dramatiq.actor(queue_name="notifications")
 async def send_group_invitation(invitation_id: int, outbox_id: int | None = None) -> None:
-    async with runtime.session() as session:
+    async with runtime.session(outbox_id) as session:
         invitation = await session.get(Invitation, invitation_id)
         if invitation is None or invitation.status != "pending":
             return

@@ -11,7 +11,7 @@ from webapp.reminders.services import ReminderService
 
 
 @dramatiq.actor(queue_name="notifications")
-async def send_event_reminder(reminder_id: int) -> None:
-    async with runtime.session() as session:
+async def send_event_reminder(reminder_id: int, outbox_id: int | None = None) -> None:
+    async with runtime.session(outbox_id) as session:
         await ReminderService(session).send(reminder_id, utcnow())
         await session.commit()

@@ -1,8 +1,10 @@
 """The scheduler: exactly one per deployment (`tidings scheduler`; inside the web process in
-embedded mode). Every tick it hands due reminders, review requests and stranded outbox rows to
-the workers, releases the seats of bookings left unpaid past their payment hold, and purges one
-batch of old rows (jobs/retention.py). Claims are atomic, so even two schedulers running at once
-send each reminder once.
+embedded mode). Every tick it claims due reminders and review requests, writing their jobs as
+outbox rows in the claim's own transaction (a send that fails is retried, never lost), releases
+the seats of bookings left unpaid past their payment hold, hands over again the outbox rows whose
+job has not completed, and purges old rows (completed outbox rows here, sent reminders and expired
+notifications in jobs/retention.py). Each step is its own transaction, committed here. Claims are
+atomic, so even two schedulers running at once send each reminder once.
 """
 
 from __future__ import annotations
@@ -23,14 +25,22 @@ from jobs.reminders import send_event_reminder
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
-from webapp.outbox.services import enqueue_stranded
+from webapp.outbox.services import enqueue_after_commit, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
 
 log = logging.getLogger("tidings.scheduler")
 
 INTERVAL_SECONDS = float(os.environ.get("SCHEDULER_INTERVAL_SECONDS", "15"))
 REVIEW_REQUEST_DELAY = timedelta(minutes=float(os.environ.get("REVIEW_REQUEST_DELAY_MINUTES", "120")))
+# A row never handed over (the process died right after commit, the broker was down) goes out
+# again after OUTBOX_GRACE; one handed over but not completed after OUTBOX_REDELIVER (the queue lost
+# it, or its worker died mid-job). 30 s plus one 15 s tick plus the run itself keeps a dead worker's
+# job under a minute; a job legitimately running longer than that may run twice (harmless).
 OUTBOX_GRACE = timedelta(seconds=float(os.environ.get("OUTBOX_GRACE_SECONDS", "30")))
+OUTBOX_REDELIVER = timedelta(seconds=float(os.environ.get("OUTBOX_REDELIVER_SECONDS", "30")))
+# Each further hand-over waits twice as long: 8 attempts span about 2 hours of worker outage.
+OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
+OUTBOX_RETENTION = timedelta(days=float(os.environ.get("OUTBOX_RETENTION_DAYS", "7")))
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class TickResult:
     reminders: int
     review_events: int
     outbox: int
+    purged_outbox: int = 0
     purged_reminders: int = 0
     purged_notifications: int = 0
     released: int = 0
@@ -59,25 +70,27 @@ async def claim_review_requests(session: AsyncSession, now: datetime) -> list[in
 
 
 async def tick(session_factory: object, now: datetime | None = None) -> TickResult:
-    """One pass. `now` is injectable so tests can move time instead of sleeping."""
+    """One pass, one transaction per step. `now` is injectable so tests can move time instead of
+    sleeping."""
     now = now or utcnow()
     async with session_factory() as session:  # type: ignore[operator]
         reminder_ids = await ReminderService(session).claim_due(now)
+        for reminder_id in reminder_ids:
+            enqueue_after_commit(session, send_event_reminder.actor_name, reminder_id=reminder_id)
         await session.commit()
-    for reminder_id in reminder_ids:
-        send_event_reminder.send(reminder_id)
     async with session_factory() as session:  # type: ignore[operator]
         event_ids = await claim_review_requests(session, now)
+        for event_id in event_ids:
+            enqueue_after_commit(session, fan_out_review_requests.actor_name, event_id=event_id)
         await session.commit()
-    for event_id in event_ids:
-        fan_out_review_requests.send(event_id)
     hold = timedelta(minutes=runtime.settings().payment_hold_minutes)
     async with session_factory() as session:  # type: ignore[operator]
         released = await BookingService(session).release_unpaid(now - hold, now)
         await BookingService(session).forget_request_keys(now)
         await session.commit()  # the notifications' outbox rows go out after this commit
     async with session_factory() as session:  # type: ignore[operator]
-        stranded = await enqueue_stranded(session, OUTBOX_GRACE)
+        again = await redeliver_unfinished(session, now, OUTBOX_GRACE, OUTBOX_REDELIVER, OUTBOX_MAX_ATTEMPTS)
+        purged_outbox = await purge_completed(session, now - OUTBOX_RETENTION)
         await session.commit()
     # Retention: one bounded batch each, one transaction each, committed here.
     async with session_factory() as session:  # type: ignore[operator]
@@ -86,18 +99,30 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
     async with session_factory() as session:  # type: ignore[operator]
         purged_notifications = await retention.purge_expired_notifications(session, now)
         await session.commit()
-    if reminder_ids or event_ids or stranded or released:
+    if reminder_ids or event_ids or again or released:
         log.info(
-            "scheduled %d reminders, %d review fan-outs, %d stranded outbox rows; released %d unpaid bookings",
+            "scheduled %d reminders, %d review fan-outs; handed over %d unfinished outbox rows again; "
+            "released %d unpaid bookings",
             len(reminder_ids),
             len(event_ids),
-            stranded,
+            again,
             len(released),
         )
-    if purged_reminders or purged_notifications:
-        log.info("purged %d sent reminders, %d expired notifications", purged_reminders, purged_notifications)
+    if purged_outbox or purged_reminders or purged_notifications:
+        log.info(
+            "purged %d completed outbox rows, %d sent reminders, %d expired notifications",
+            purged_outbox,
+            purged_reminders,
+            purged_notifications,
+        )
     return TickResult(
-        len(reminder_ids), len(event_ids), stranded, purged_reminders, purged_notifications, len(released)
+        len(reminder_ids),
+        len(event_ids),
+        again,
+        purged_outbox=purged_outbox,
+        purged_reminders=purged_reminders,
+        purged_notifications=purged_notifications,
+        released=len(released),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import dramatiq
 import pytest
@@ -54,5 +55,62 @@ def test_a_permanent_failure_lands_in_the_dead_letter_queue_and_the_log(worker, 
     worker.join(QUEUE, fail_fast=False, timeout=10_000)
     assert attempts == ["doomed"] * 3  # the first try and two retries
     assert [m.message_id for m in worker.dead_letters[before:]] == [message.message_id]
-    logged = [r.getMessage() for r in caplog.records if r.name == "tidings.jobs"]
-    assert any("moved to the dead-letter queue" in line and "doomed_job" in line for line in logged), logged
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "tidings.jobs"]
+
+    # The broker counts the message done before its dead-letter hook runs: wait for the hook.
+    deadline = time.monotonic() + 5
+    while not any("moved to the dead-letter queue" in line and "doomed_job" in line for line in logged()):
+        assert time.monotonic() < deadline, logged()
+        time.sleep(0.01)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=1, min_backoff=10, max_backoff=40)
+async def doomed_outbox_job(outbox_id: int | None = None) -> None:
+    from jobs import runtime
+
+    async with runtime.session(outbox_id):
+        attempts.append("doomed outbox job")
+        raise ValueError("this can never work either")
+
+
+async def test_an_outbox_job_in_the_dead_letter_queue_marks_its_row_failed_and_is_not_sent_again(
+    worker, session, settings
+):
+    from datetime import timedelta
+
+    from dramatiq.asyncio import get_event_loop_thread
+    from sqlalchemy import select
+
+    from jobs import runtime
+    from tests.api import eventually
+    from webapp.db import utcnow
+    from webapp.outbox.models import OutboxMessage
+    from webapp.outbox.services import redeliver_unfinished
+
+    runtime.configure(settings)
+    row = OutboxMessage(actor_name="doomed_outbox_job", payload={}, enqueued_at=utcnow(), attempts=1)
+    session.add(row)
+    await session.commit()
+    row_id = row.id
+    doomed_outbox_job.send(outbox_id=row_id)
+
+    async def marked_failed():
+        failed_at, completed_at = (
+            await session.execute(
+                select(OutboxMessage.failed_at, OutboxMessage.completed_at).where(OutboxMessage.id == row_id)
+            )
+        ).one()
+        await session.rollback()
+        return failed_at is not None and completed_at is None
+
+    try:
+        worker.join(QUEUE, fail_fast=False, timeout=10_000)
+        # The dead-letter hook runs once the message has left the queue.
+        assert await eventually(marked_failed)
+    finally:
+        get_event_loop_thread().run_coroutine(runtime.dispose())  # the jobs' engine on the worker's loop
+    assert attempts == ["doomed outbox job"] * 2
+    assert await redeliver_unfinished(session, utcnow() + timedelta(hours=1), timedelta(0), timedelta(0), 5) == 0
+    await session.rollback()

@@ -1,9 +1,11 @@
 """The transactional outbox: follow-up jobs are rows in the caller's transaction.
 
 After the transaction commits they are handed to the job queue at once (the dispatcher is
-installed by `jobs`); if the process dies before that, or the broker cannot be reached, the
-scheduler finds the rows still unmarked and enqueues them. A rolled-back transaction enqueues
-nothing. Only rows the broker took are marked.
+installed by `jobs`). A row is done only when its job has run: the job marks it completed in
+its own transaction (`complete_with`), so done means the effect is committed. Until then the
+scheduler hands it over again (`redeliver_unfinished`): the process died before the hand-over,
+an in-memory or non-persistent queue lost the message, or a worker died mid-job. Jobs are
+idempotent, so a second run is harmless. A rolled-back transaction enqueues nothing.
 
 Handing over is a blocking call (Dramatiq's Redis client is synchronous): it runs on a thread
 pool of its own with a timeout, never on the event loop, so a hung broker delays the rows,
@@ -17,10 +19,10 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -100,27 +102,112 @@ async def mark_enqueued(engine: AsyncEngine, ids: list[int]) -> None:
         await session.commit()
 
 
-async def enqueue_stranded(session: AsyncSession, older_than: timedelta, limit: int = 500) -> int:
-    """Re-enqueues rows committed but never marked enqueued (a crash between commit and
-    enqueue). Called by the scheduler."""
-    cutoff = utcnow() - older_than
+def complete_with(session: AsyncSession, outbox_id: int) -> None:
+    """Marks the row completed in the same transaction as the job's effect, when `session`
+    commits. A job that ends without committing anything is marked by `mark_completed`."""
+    session.sync_session.info["outbox_completes"] = outbox_id
+
+
+def completes_pending(session: AsyncSession) -> bool:
+    """Whether the row registered by `complete_with` still waits for a commit."""
+    return "outbox_completes" in session.sync_session.info
+
+
+async def mark_completed(session: AsyncSession, outbox_id: int) -> None:
+    session.sync_session.info.pop("outbox_completes", None)
+    await session.execute(_complete(outbox_id))
+
+
+async def mark_failed(session: AsyncSession, outbox_id: int) -> None:
+    """The job gave up (dead-letter queue): the row is not handed over again."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.completed_at.is_(None))
+        .values(failed_at=utcnow())
+    )
+
+
+def _complete(outbox_id: int) -> Any:
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.completed_at.is_(None))
+        .values(completed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def redeliver_unfinished(
+    session: AsyncSession,
+    now: datetime,
+    never_sent_after: timedelta,
+    resend_after: timedelta,
+    max_attempts: int,
+    limit: int = 500,
+) -> int:
+    """Hands over again, after the caller commits, the rows whose job has not completed: never
+    handed over `never_sent_after` after they were written (the process died in between,
+    the broker was down), or handed over long enough ago (the queue lost the message, the
+    worker died): `resend_after` after the first hand-over, twice as long after each further
+    one, so that an outage of the workers costs a few hand-overs, not all of them. A row handed
+    over `max_attempts` times, and not completed within its last wait, is marked failed and
+    logged instead. Returns how many rows will be handed over."""
+    max_attempts = max(1, max_attempts)
+    overdue = [
+        (OutboxMessage.attempts == attempts) & (OutboxMessage.enqueued_at <= now - resend_after * 2 ** (attempts - 1))
+        for attempts in range(1, max_attempts)
+    ]
+    overdue.append(
+        (OutboxMessage.attempts >= max_attempts)
+        & (OutboxMessage.enqueued_at <= now - resend_after * 2 ** (max_attempts - 1))
+    )
     rows = list(
         await session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.enqueued_at.is_(None), OutboxMessage.created_at <= cutoff)
+            .where(
+                OutboxMessage.completed_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+                (OutboxMessage.enqueued_at.is_(None) & (OutboxMessage.created_at <= now - never_sent_after))
+                | or_(*overdue),
+            )
             .order_by(OutboxMessage.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)  # attempts as committed, not as last seen
         )
     )
-    sent = await dispatch_off_loop([(row.id, row.actor_name, row.payload) for row in rows])
-    if sent:
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(sent))
-            .values(enqueued_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+    exhausted = [row for row in rows if row.attempts >= max_attempts]
+    for row in exhausted:
+        log.error(
+            "outbox message %s (%s) gave up: handed over %d times, never completed",
+            row.id,
+            row.actor_name,
+            row.attempts,
         )
-    return len(sent)
+    if exhausted:
+        await session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_([row.id for row in exhausted])).values(failed_at=now)
+        )
+    again = [row for row in rows if row.attempts < max_attempts]
+    session.sync_session.info.setdefault("outbox_pending", []).extend(again)
+    return len(again)
+
+
+async def purge_completed(session: AsyncSession, before: datetime) -> int:
+    """Deletes rows whose job completed before `before`; failed rows stay for inspection."""
+    result = await session.execute(delete(OutboxMessage).where(OutboxMessage.completed_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@event.listens_for(Session, "before_commit")
+def _complete_with_the_job(session: Session) -> None:
+    outbox_id = session.info.get("outbox_completes")
+    if outbox_id is not None:
+        session.execute(_complete(outbox_id))
+
+
+@event.listens_for(Session, "after_commit")
+def _completed(session: Session) -> None:
+    session.info.pop("outbox_completes", None)
 
 
 @event.listens_for(Session, "after_commit")

@@ -90,9 +90,10 @@ class ReminderService:
         return later is not None
 
     async def claim_due(self, now: datetime, limit: int = 1000) -> list[int]:
-        """Claims reminders that are due and whose event has not started. Two schedulers never
-        claim the same row (SKIP LOCKED on PostgreSQL; SQLite serialises writers); even if a
-        claim were repeated, the notification's dedupe key keeps it to one."""
+        """Claims reminders that are due and whose event has not started, in the caller's
+        transaction (the scheduler writes their outbox rows in it too, then commits). Two
+        schedulers never claim the same row (SKIP LOCKED on PostgreSQL; SQLite serialises
+        writers); even if a claim were repeated, the notification's dedupe key keeps it to one."""
         candidates = (
             select(Reminder.id)
             .where(
