@@ -26,7 +26,7 @@ from webapp.db import create_sessionmaker, utcnow
 from webapp.events.services import EventDetails, EventService
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NotificationService
-from webapp.outbox.services import set_dispatcher
+from webapp.outbox.services import hand_overs_finished, set_dispatcher
 
 run_chunk = inspect.unwrap(notify_event_change.fn)  # the actor's coroutine, run in this test's loop
 ROUNDS = 8
@@ -96,12 +96,14 @@ async def edit(maker: Any, organizer_id: int, event_id: int, **changes: Any) -> 
     async with maker() as session:
         await EventService(session).update(await session.get(User, organizer_id), event_id, changes)
         await session.commit()
+    await hand_overs_finished()  # the fan-out message is captured off the event loop
 
 
 async def cancel(maker: Any, organizer_id: int, event_id: int) -> None:
     async with maker() as session:
         await EventService(session).cancel(await session.get(User, organizer_id), event_id)
         await session.commit()
+    await hand_overs_finished()
 
 
 async def run_job(message: dict[str, Any], user_ids: list[int]) -> None:
@@ -161,6 +163,7 @@ async def test_a_change_already_read_is_not_told_again_by_a_late_or_repeated_job
     assert first.body == "Venue: Old Hall → New Hall"
     async with maker() as session:  # the attendee reads it
         await NotificationService(session).mark_read(attendee, first.id)
+        await session.commit()
     await edit(maker, organizer, event_id, title="Quiz Finals")  # version 3
     _, v3 = fan_outs
     await run_job(v2, [attendee])  # delivered again, after the newer edit: adds nothing

@@ -222,6 +222,12 @@ def _dispatch_after_commit(session: Session) -> None:
     task.add_done_callback(_handing_over.discard)
 
 
+async def hand_overs_finished() -> None:
+    """Waits for the hand-overs this process has in flight (tests use it to see what was sent)."""
+    while _handing_over:
+        await asyncio.gather(*_handing_over, return_exceptions=True)
+
+
 async def _hand_over(engine: AsyncEngine | None, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
     sent = await dispatch_off_loop(rows)
     if sent and engine is not None:
