@@ -93,6 +93,7 @@ async def seed_notifications(session: AsyncSession, person: Person, *items: dict
     for notification_id, item in zip(ids, items, strict=True):
         if item.get("read"):
             await service.mark_read(person.id, notification_id)
+    await session.commit()
     return ids
 
 
