@@ -209,10 +209,9 @@ HOT_QUERIES: dict[str, tuple[Callable[[int], Call], str | None]] = {
         lambda first: lambda service: service.about("event", 77, ("event_updated",), list(range(first, first + USERS))),
         "ix_notifications_subject",
     ),
-    "mark_seen": (
-        lambda first: lambda service: service.mark_seen(a_user(first), up_to_seq=2**31 - 1),
-        "ix_notifications_user_unseen",
-    ),
+    # Up to the seq the dropdown showed: the planner may take the partial unseen index or the
+    # (user_id, seq) one; either reads one user's rows only (no full scan is checked above).
+    "mark_seen": (lambda first: lambda service: service.mark_seen(a_user(first), up_to_seq=2**31 - 1), None),
     "inbox type filter": (
         lambda first: lambda service: service.listing(a_user(first), "all", "event_updated", 20),
         "ix_notifications_user_type_seq",

@@ -191,13 +191,14 @@ class BookingService:
         so a payment racing it either started first (the booking is skipped until its outcome is
         recorded) or finds the booking cancelled (409, no charge).
         """
+        # A booking whose payment is in flight (the gateway is being called right now, so judged
+        # by the real clock, not the tick's) is left for a later tick: the outcome is recorded in
+        # a moment, and a charged card must find its seats.
         paying = exists().where(
             Payment.booking_id == Booking.id,
             Payment.status == "processing",
-            Payment.created_at > now - PROCESSING_EXPIRES,
+            Payment.created_at > utcnow() - PROCESSING_EXPIRES,
         )
-        # A booking whose payment is in flight (the gateway is being called) is left for a later
-        # tick: the outcome is recorded in a moment, and a charged card must find its seats.
         expired = (Booking.status == "pending", Booking.created_at <= created_before, ~paying)
         event_ids = list(
             await self.session.scalars(
