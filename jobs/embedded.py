@@ -27,6 +27,10 @@ class EmbeddedJobs:
         if self.run_scheduler:
             self._scheduler = scheduler.start(self.session_factory)
 
+    async def finish_ticks(self) -> None:
+        """After `stop`: lets a scheduler tick in progress end before the engines close."""
+        await scheduler.ticks_finished(within=30)
+
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)

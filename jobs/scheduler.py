@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, update
@@ -126,14 +127,30 @@ async def tick(session_factory: object, now: datetime | None = None) -> TickResu
     )
 
 
+_ticking: set[asyncio.Task[Any]] = set()
+
+
+async def ticks_finished(within: float) -> None:
+    """Waits (at most `within` seconds) for a tick in progress: a tick cancelled halfway through a
+    statement can leave its connection stuck, so shutdown lets it end before closing the engine."""
+    if _ticking:
+        await asyncio.wait(set(_ticking), timeout=within)
+
+
 def start(session_factory: object) -> AsyncIOScheduler:
     """Starts ticking on the running event loop."""
 
     async def safe_tick() -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            _ticking.add(task)
         try:
             await tick(session_factory)
         except Exception:  # noqa: BLE001 - one failed tick must not stop the schedule
             log.exception("scheduler tick failed")
+        finally:
+            if task is not None:
+                _ticking.discard(task)
 
     scheduler = AsyncIOScheduler()
     scheduler.add_job(

@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             if embedded:
                 await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+                await embedded.finish_ticks()
             await resync.stop()
             await doorbell.stop()
             set_doorbell(None)
