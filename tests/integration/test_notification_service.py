@@ -201,3 +201,19 @@ async def test_broadcast_to_user_and_broadcast_notification_count_ring_the_doorb
     count = await subscription.next(1)
     assert (count["type"], count["unread_count"], count["seq"], count["version"]) == ("count", 1, 1, state.version)
     subscription.close()
+
+
+async def test_a_job_for_an_account_deleted_meanwhile_skips_it_instead_of_failing(session, users):
+    """A fan-out queued before an account was deleted must not fail (and retry for hours) on it."""
+    a, gone = users
+    from webapp.auth.models import User
+
+    await session.delete(await session.get(User, gone))
+    await session.commit()
+    created = await NotificationService(session).notify_many(
+        [note(a, "still here", actor_id=gone), note(gone, "to nobody")]
+    )
+    await session.commit()
+    assert [(n.user_id, n.title) for n in created] == [(a, "still here")]
+    assert await session.scalar(select(Notification.actor_id).where(Notification.user_id == a)) is None
+    await session.rollback()

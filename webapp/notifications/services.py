@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.auth.models import User
 from webapp.db import utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.notifications.models import NOTIFICATION_TYPES, Notification, NotificationCounter
@@ -125,6 +126,7 @@ class NotificationService:
         for that user. The doorbell rings for each after the caller commits."""
         for item in items:
             _validate(item)
+        items = await self._for_existing_accounts(items)
         if not items:
             return []
         user_ids = sorted({item.user_id for item in items})
@@ -458,6 +460,19 @@ class NotificationService:
             for user_id, last_seq, version in result:
                 counters[user_id] = {"last_seq": last_seq, "version": version}
         return counters
+
+    async def _for_existing_accounts(self, items: Sequence[NewNotification]) -> list[NewNotification]:
+        """Drops items for accounts deleted since the job was queued, and forgets a deleted actor:
+        a job must not fail (and retry for hours) because someone left."""
+        people = sorted({item.user_id for item in items} | {item.actor_id for item in items if item.actor_id})
+        existing: set[int] = set()
+        for chunk in _chunks(people):
+            existing.update(await self.session.scalars(select(User.id).where(User.id.in_(chunk))))
+        return [
+            item if item.actor_id is None or item.actor_id in existing else replace(item, actor_id=None)
+            for item in items
+            if item.user_id in existing
+        ]
 
     async def _taken_dedupe_keys(self, items: Sequence[NewNotification]) -> set[tuple[int, str]]:
         wanted = sorted({(item.user_id, item.dedupe_key) for item in items if item.dedupe_key})
