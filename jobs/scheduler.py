@@ -137,20 +137,26 @@ async def ticks_finished(within: float) -> None:
         await asyncio.wait(set(_ticking), timeout=within)
 
 
+async def _logged_tick(session_factory: object) -> None:
+    try:
+        await tick(session_factory)
+    except Exception:  # noqa: BLE001 - one failed tick must not stop the schedule
+        log.exception("scheduler tick failed")
+
+
 def start(session_factory: object) -> AsyncIOScheduler:
     """Starts ticking on the running event loop."""
 
     async def safe_tick() -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            _ticking.add(task)
+        # The tick runs in a task of its own: a shutdown that cancels the scheduler's job lets the
+        # tick end (ticks_finished waits for it) instead of cutting it off mid-statement.
+        running = asyncio.ensure_future(_logged_tick(session_factory))
+        _ticking.add(running)
+        running.add_done_callback(_ticking.discard)
         try:
-            await tick(session_factory)
-        except Exception:  # noqa: BLE001 - one failed tick must not stop the schedule
-            log.exception("scheduler tick failed")
-        finally:
-            if task is not None:
-                _ticking.discard(task)
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            log.info("scheduler stopping; the tick in progress is left to finish")
 
     scheduler = AsyncIOScheduler()
     scheduler.add_job(
