@@ -3,6 +3,7 @@ PostgreSQL database when TIDINGS_TEST_DATABASE_URL points at a server), emptied 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import delete, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.services import throwaway_postgres_database
@@ -54,13 +56,22 @@ async def engine(database_url: str) -> AsyncIterator[Any]:
 async def clean_database(engine: Any) -> AsyncIterator[None]:
     yield
     import_all_models()
-    async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                await conn.execute(delete(table))
+    # A job or hand-over the test started may still be writing: on PostgreSQL the TRUNCATE can
+    # then lose a deadlock with it, and simply runs again.
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+                    await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                else:
+                    for table in reversed(Base.metadata.sorted_tables):
+                        await conn.execute(delete(table))
+            return
+        except DBAPIError as exc:
+            if "deadlock" not in str(exc) or attempt == 4:
+                raise
+            await asyncio.sleep(0.5)
 
 
 @pytest.fixture

@@ -298,6 +298,7 @@ async def test_fan_outs_with_overlapping_recipients_never_deadlock(maker, fan_ou
             return_exceptions=True,
         )
         errors.extend(repr(result) for result in results if isinstance(result, BaseException))
+    await hand_overs_finished()
     print(f"overlapping fan-outs: {rounds} rounds of 3 concurrent jobs, {len(errors)} errors")
     assert rounds > 0
     assert errors == []
