@@ -4,6 +4,8 @@ Scaled mode (REDIS_URL set): a Redis broker; `dramatiq jobs` runs worker process
 Embedded mode (no REDIS_URL): an in-process broker whose worker threads run inside the web
 process (see jobs.embedded). Either way: async actors on the AsyncIO middleware, retries with
 exponential backoff and a cap, time limits, and a dead-letter queue that is logged.
+An error that no retry can cure (bad data: a value the database refuses, a validation failure)
+is not retried: the message goes to the dead-letter queue at once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from sqlalchemy.exc import DataError
 
+from webapp.errors import ValidationFailed
 from webapp.settings import get_settings
 
 log = logging.getLogger("tidings.jobs")
@@ -39,20 +43,39 @@ TIME_LIMIT_MS = int(os.environ.get("JOBS_TIME_LIMIT_MS", "120000"))
 HEARTBEAT_TIMEOUT_MS = int(os.environ.get("JOBS_HEARTBEAT_TIMEOUT_MS", "15000"))
 # Out of 100,000 fetches, how many also requeue the messages of dead workers (Redis).
 MAINTENANCE_CHANCE = int(os.environ.get("JOBS_MAINTENANCE_CHANCE", "1000"))
+# Failures that come out the same on every run: retrying them for hours only hides them.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (DataError, ValidationFailed)
 
 
 class DeadLetterLog(Middleware):
-    """Says loudly when a message gives up and lands in the dead-letter queue, and marks its
-    outbox row failed so that the scheduler stops handing it over."""
+    """Says loudly (once, at ERROR, with the actor and the message id) when a message gives up
+    and lands in the dead-letter queue, counts it, and marks its outbox row failed so that the
+    scheduler stops handing it over. Every actor treats PERMANENT_ERRORS as Dramatiq's `throws`:
+    such a message is failed on its first error, and the worker logs that error only at INFO."""
+
+    dead_lettered = 0  # in this process since it started
+
+    def before_declare_actor(self, broker: dramatiq.Broker, actor: Any) -> None:
+        actor.options.setdefault("throws", PERMANENT_ERRORS)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is not None and isinstance(exception, PERMANENT_ERRORS):
+            # Retries leaves no traceback for a message it fails at once: keep why, for the log.
+            message.options["permanent_error"] = f"{type(exception).__name__}: {exception}".splitlines()[0][:500]
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        DeadLetterLog.dead_lettered += 1
         last_line = ((message.options.get("traceback") or "").strip().splitlines() or ["no traceback"])[-1]
+        reason = message.options.get("permanent_error")
         log.error(
-            "job %s (%s) moved to the dead-letter queue after %s retries: %s",
+            "job %s (%s) moved to the dead-letter queue %s: %s (%s dead-lettered since start)",
             message.message_id,
             message.actor_name,
-            message.options.get("retries", 0),
-            last_line,
+            "without retrying (a permanent error)" if reason else f"after {message.options.get('retries', 0)} retries",
+            reason or last_line,
+            DeadLetterLog.dead_lettered,
         )
         outbox_id = message.kwargs.get("outbox_id")
         if outbox_id is None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Response, get
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -24,7 +24,7 @@ from webapp.bookings.controllers import BookingApi, BookingPages
 from webapp.db import create_engine, create_sessionmaker
 from webapp.events.controllers import EventApi, EventPages
 from webapp.groups.controllers import GroupApi, GroupPages
-from webapp.http import EXCEPTION_HANDLERS, provide_db_session, provide_settings
+from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
 from webapp.notifications.controllers import NotificationApi, NotificationPages
 from webapp.notifications.services import NotificationService
 from webapp.payments.gateway import TestPaymentGateway
@@ -35,9 +35,11 @@ from webapp.realtime.resync import StreamResync
 from webapp.realtime.sse import api_stream, page_stream
 from webapp.realtime.stream import StreamConfig
 from webapp.rendering import template_config
+from webapp.request_guard import RequestGuardMiddleware
 from webapp.retry import RetryConflictsMiddleware
 from webapp.reviews.controllers import ReviewApi, ReviewPages
 from webapp.settings import Settings, get_settings
+from webapp.validation import MAX_REQUEST_BODY_BYTES
 
 LOGIN_FAILURES_PER_ADDRESS = 30
 
@@ -45,6 +47,13 @@ LOGIN_FAILURES_PER_ADDRESS = 30
 @get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    if (options := answer_options(request)) is not None:
+        return options
+    await load_inbox_state(request)
+    return None
 
 
 async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
@@ -152,12 +161,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(provide_settings, sync_to_thread=False),
         },
         middleware=[
+            RequestGuardMiddleware(),  # bad bytes are refused before anything reads them
             SessionAuthMiddleware(),
             DefineMiddleware(SessionCSRFMiddleware, config=csrf),
             RetryConflictsMiddleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=load_inbox_state,
+        request_max_body_size=MAX_REQUEST_BODY_BYTES,
+        before_request=before_request,
         template_config=template_config(settings.templates_dir),
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

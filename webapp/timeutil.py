@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -21,7 +21,12 @@ def common_timezones() -> list[str]:
 
 
 def in_zone(moment: datetime, zone: str) -> datetime:
-    return moment.astimezone(ZoneInfo(zone))
+    """The moment in `zone`; a stored time so far out that the zone's offset would carry it past
+    year 9999 (or before year 1) stays in UTC: a page that lists it must never fail."""
+    try:
+        return moment.astimezone(ZoneInfo(zone))
+    except OverflowError:
+        return moment.astimezone(UTC)
 
 
 def format_in_zone(moment: datetime, zone: str) -> str:

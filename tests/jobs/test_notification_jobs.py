@@ -183,3 +183,28 @@ async def test_review_requests_go_out_once_after_the_delay(client, session):
     assert (await tick(maker, now=ends_at + REVIEW_REQUEST_DELAY + timedelta(minutes=2))).review_events == 0
     [request] = await notifications(client, token, "review_request")
     assert request["title"] == "How was Wine Tasting?" and request["url"] == f"/events/{event['id']}/review"
+
+
+async def test_titles_built_from_long_user_text_are_shortened_with_an_ellipsis_not_lost(client):
+    """A 200-character event title inside "Booking confirmed: …", or a long inviter and group
+    name inside an invitation, is longer than a notification title may be: the attendee still
+    gets the notification, its title cut at the column's length with an ellipsis."""
+    _, organizer = await register(client)
+    long_title = ("Midsummer night open air concert with friends " * 5)[:200]
+    event = await create_event(client, organizer, price_cents=0, title=long_title)
+    _, token = await register(client, name="N" * 100)
+    assert (await book(client, token, event["id"])).json()["status"] == "confirmed"
+    [confirmed] = await notifications(client, token, "booking_confirmed")
+    assert len(confirmed["title"]) <= 200 and confirmed["title"].endswith("…")
+    assert confirmed["title"].startswith("Booking confirmed: Midsummer night open air concert")
+
+    owner, owner_token = await register(client, name="O" * 100)
+    member, member_token = await register(client)
+    group = (await client.post("/api/v1/groups", json={"name": "G" * 100}, headers=bearer(owner_token))).json()
+    invited = await client.post(
+        f"/api/v1/groups/{group['id']}/invitations", json={"email": member["email"]}, headers=bearer(owner_token)
+    )
+    assert invited.status_code == 201, invited.text
+    [invitation] = await notifications(client, member_token, "group_invitation")
+    assert len(invitation["title"]) <= 200 and invitation["title"].endswith("…")
+    assert invitation["title"].startswith("O" * 100 + " invited you to")

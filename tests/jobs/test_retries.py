@@ -114,3 +114,53 @@ async def test_an_outbox_job_in_the_dead_letter_queue_marks_its_row_failed_and_i
     assert attempts == ["doomed outbox job"] * 2
     assert await redeliver_unfinished(session, utcnow() + timedelta(hours=1), timedelta(0), timedelta(0), 5) == 0
     await session.rollback()
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=4, min_backoff=10, max_backoff=40)
+async def bad_data_job(outbox_id: int | None = None) -> None:
+    from jobs import runtime
+    from webapp.errors import ValidationFailed
+
+    async with runtime.session(outbox_id):
+        attempts.append("bad data")
+        raise ValidationFailed({"title": "A notification needs a title."})
+
+
+async def test_a_permanent_error_is_not_retried_and_is_dead_lettered_logged_once_and_marked_failed(
+    worker, session, settings, caplog
+):
+    """Bad data fails the same way every time: no retries (hours of them would only hide it), the
+    dead-letter queue at once, one ERROR line naming the actor and the message, and the outbox row
+    marked failed."""
+    from dramatiq.asyncio import get_event_loop_thread
+    from sqlalchemy import select
+
+    from jobs import runtime
+    from tests.api import eventually
+    from webapp.db import utcnow
+    from webapp.outbox.models import OutboxMessage
+
+    caplog.set_level(logging.INFO)
+    runtime.configure(settings)
+    row = OutboxMessage(actor_name="bad_data_job", payload={}, enqueued_at=utcnow(), attempts=1)
+    session.add(row)
+    await session.commit()
+    row_id = row.id
+    before = len(worker.dead_letters)
+    message = bad_data_job.send(outbox_id=row_id)
+
+    async def marked_failed():
+        failed_at = await session.scalar(select(OutboxMessage.failed_at).where(OutboxMessage.id == row_id))
+        await session.rollback()
+        return failed_at is not None
+
+    try:
+        worker.join(QUEUE, fail_fast=False, timeout=10_000)
+        assert await eventually(marked_failed)
+    finally:
+        get_event_loop_thread().run_coroutine(runtime.dispose())
+    assert attempts == ["bad data"]
+    assert [m.message_id for m in worker.dead_letters[before:]] == [message.message_id]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "bad_data_job" in errors[0] and message.message_id in errors[0] and "ValidationFailed" in errors[0]

@@ -40,6 +40,25 @@ def bad_tokens(user_id: int) -> dict[str, str]:
         ),
         "alg_none": jwt.encode(claims, None, algorithm="none"),
         "wrong_audience": jwt.encode({**claims, "aud": "someone-else"}, TEST_SECRET, algorithm="HS256"),
+        # Signed with the right key, but the claims are missing or of the wrong type or range.
+        **{kind: jwt.encode(bad, TEST_SECRET, algorithm="HS256") for kind, bad in malformed_claims(claims).items()},
+    }
+
+
+def malformed_claims(claims: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    without_sub = {k: v for k, v in claims.items() if k != "sub"}
+    without_jti = {k: v for k, v in claims.items() if k != "jti"}
+    return {
+        "sub_missing": without_sub,
+        "sub_not_a_number": {**claims, "sub": "admin"},
+        "sub_beyond_32_bits": {**claims, "sub": str(2**31)},
+        "sub_beyond_64_bits": {**claims, "sub": str(2**64)},
+        "sub_zero": {**claims, "sub": "0"},
+        "exp_beyond_year_9999": {**claims, "exp": 10**12},
+        "exp_a_string": {**claims, "exp": "tomorrow"},
+        "iat_a_list": {**claims, "iat": [1]},
+        "jti_missing": without_jti,
+        "jti_not_a_string": {**claims, "jti": {"id": 1}},
     }
 
 
@@ -208,10 +227,20 @@ BAD_FRAMES: dict[str, Any] = {
         "identifier": OTHER,
         "data": json.dumps({"action": "mark_all_as_read"}),
     },
+    "up_to_seq_below_32_bits": {
+        "command": "message",
+        "identifier": CHANNEL,
+        "data": json.dumps({"action": "mark_all_as_read", "up_to_seq": -(2**40)}),
+    },
+    "up_to_seq_beyond_32_bits": {
+        "command": "message",
+        "identifier": CHANNEL,
+        "data": json.dumps({"action": "mark_all_as_read", "up_to_seq": 2**40}),
+    },
 }
 
 
-OUT_OF_RANGE_IDS = ("id_beyond_32_bits", "id_out_of_range")
+OUT_OF_RANGE_IDS = ("id_beyond_32_bits", "id_out_of_range", "up_to_seq_below_32_bits", "up_to_seq_beyond_32_bits")
 
 
 @pytest.mark.parametrize("kind", list(BAD_FRAMES))
@@ -428,3 +457,27 @@ async def test_announcement_markup_is_escaped_in_html_and_plain_in_json(
     panel = await pages.post("/notifications/panel", headers={"HX-Request": "true"})
     assert panel.status_code == 200, panel.text[:300]
     assert_escaped_html("POST /notifications/panel", panel.text)
+
+
+async def test_api_and_pages_treat_malformed_claims_as_no_session(server, accounts: Accounts) -> None:
+    """A token signed with the right key whose claims are missing or of the wrong type is no
+    session at all: 401 on the API, the login page for a page, never a 500."""
+    user = await accounts.create()
+    now = int(time.time())
+    claims = {"sub": str(user.id), "iat": now, "exp": now + 900, "aud": AUDIENCE, "iss": ISSUER, "jti": "x" * 32}
+    outcomes = {}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, follow_redirects=False) as client:
+        for kind, bad in malformed_claims(claims).items():
+            token = jwt.encode(bad, TEST_SECRET, algorithm="HS256")
+            api = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            client.cookies.clear()
+            client.cookies.set(ACCESS_COOKIE, token)
+            page = await client.get("/bookings")
+            outcomes[kind] = (
+                api.status_code,
+                api.json()["error"]["code"],
+                page.status_code,
+                page.headers.get("location"),
+            )
+    expected = (401, "unauthorized", 302, "/login?next=%2Fbookings")
+    assert outcomes == dict.fromkeys(outcomes, expected), outcomes

@@ -8,6 +8,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from webapp._cookies import parse_cookies
+from webapp.api_docs import api_errors
 from webapp.auth.middleware import REFRESH_COOKIE, session_cookies
 from webapp.auth.models import User
 from webapp.auth.schemas import LoginRequest, RegisterRequest, user_json
@@ -130,14 +131,14 @@ class AuthPages(Controller):
 class AuthApi(Controller):
     path = "/api/v1"
 
-    @post("/auth/register", status_code=HTTP_201_CREATED)
+    @post("/auth/register", status_code=HTTP_201_CREATED, responses=api_errors(409, 413, 422, 429))
     async def register(
         self, data: JSONBody[RegisterRequest], db_session: DbSession, settings: AppSettings
     ) -> dict[str, Any]:
         user = await AccountService(db_session).register(data.email, data.password, data.name, data.timezone)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
-    @post("/auth/login", status_code=HTTP_200_OK)
+    @post("/auth/login", status_code=HTTP_200_OK, responses=api_errors(401, 413, 422, 429))
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -148,6 +149,6 @@ class AuthApi(Controller):
         user = await log_in(request, data.email, data.password)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
-    @get("/me", guards=[require_user])
+    @get("/me", guards=[require_user], responses=api_errors(401))
     async def me(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         return user_json(current_user(request))

@@ -5,18 +5,19 @@ from typing import Any
 import msgspec
 
 from webapp.auth.models import User
+from webapp.validation import Text
 
 
 class RegisterRequest(msgspec.Struct):
-    email: str
-    password: str
-    name: str
-    timezone: str = "UTC"
+    email: Text
+    password: Text
+    name: Text
+    timezone: Text = "UTC"
 
 
 class LoginRequest(msgspec.Struct):
-    email: str
-    password: str
+    email: Text
+    password: Text
 
 
 def user_json(user: User) -> dict[str, Any]:

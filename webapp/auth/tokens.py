@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import jwt
 
 from webapp.db import utcnow
+from webapp.validation import is_row_id
 
 ALGORITHM = "HS256"
 AUDIENCE = "tidings"
@@ -48,14 +49,15 @@ def decode_access_token(token: str, secret_key: str) -> AccessClaims | None:
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "jti"]},
         )
+        # Signed by us does not mean well-formed (a key shared with another tool, an old format):
+        # every claim is checked for what it is used as, and anything else is no token at all.
         user_id = int(claims["sub"])
-    except (jwt.PyJWTError, ValueError, TypeError):
+        expires_at = datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo)
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):
         return None
-    return AccessClaims(
-        user_id=user_id,
-        expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
-        jti=str(claims["jti"]),
-    )
+    if not is_row_id(user_id) or not isinstance(claims["jti"], str):
+        return None
+    return AccessClaims(user_id=user_id, expires_at=expires_at, jti=claims["jti"])
 
 
 def new_refresh_token() -> str:

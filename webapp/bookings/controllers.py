@@ -9,6 +9,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.api_docs import api_errors
 from webapp.auth.controllers import safe_next
 from webapp.bookings.models import Booking
 from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
@@ -18,6 +19,7 @@ from webapp.events.services import EventService
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, error_json, require_user
 from webapp.payments.services import PaymentService
+from webapp.validation import MAX_ROW_ID, parse_int
 
 
 async def _payment_page(
@@ -70,13 +72,11 @@ class BookingPages(Controller):
         form = dict(await request.form())
         user = current_user(request)
         try:
-            group_id = int(form["group_id"]) if form.get("group_id") else None
-            seats = int(form.get("seats", "1")) if group_id is None else 0
-        except ValueError:
+            group_id = parse_int(form.get("group_id"), "group_id", 1, MAX_ROW_ID)
+            seats = (parse_int(form.get("seats", "1"), "seats") or 0) if group_id is None else 0
+        except ValidationFailed as exc:
             await db_session.rollback()
-            return await self._detail_with_error(
-                request, db_session, event_id, ValidationFailed({"seats": "Enter a number of seats."})
-            )
+            return await self._detail_with_error(request, db_session, event_id, exc)
         service = BookingService(db_session)
         token = str(form.get("booking_token", ""))
         try:
@@ -144,7 +144,9 @@ class BookingApi(Controller):
     path = "/api/v1"
     guards = [require_user]
 
-    @post("/events/{event_id:int}/bookings", status_code=HTTP_201_CREATED)
+    @post(
+        "/events/{event_id:int}/bookings", status_code=HTTP_201_CREATED, responses=api_errors(401, 404, 409, 413, 422)
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -165,11 +167,11 @@ class BookingApi(Controller):
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(booking_json(booking), status_code=201, headers=headers)
 
-    @get("/bookings")
+    @get("/bookings", responses=api_errors(401))
     async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> list[dict[str, Any]]:
         return [booking_json(b) for b in await BookingService(db_session).list_for_user(current_user(request))]
 
-    @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK)
+    @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK, responses=api_errors(401, 402, 404, 409, 413, 422))
     async def pay(
         self,
         request: Request[Any, Any, Any],
@@ -189,6 +191,6 @@ class BookingApi(Controller):
             return declined
         return Response(booking_json(booking))
 
-    @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
+    @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK, responses=api_errors(401, 404, 409))
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> dict[str, Any]:
         return booking_json(await BookingService(db_session).cancel(current_user(request), booking_id))

@@ -5,15 +5,16 @@ from typing import Any
 import msgspec
 
 from webapp.bookings.models import Booking
+from webapp.validation import Int32Field, RowIdField, Text
 
 
 class BookingCreate(msgspec.Struct):
-    seats: int = 1
-    group_id: int | None = None
+    seats: Int32Field = 1
+    group_id: RowIdField | None = None
 
 
 class PaymentRequest(msgspec.Struct):
-    card_number: str
+    card_number: Text
 
 
 def booking_json(booking: Booking) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from webapp.api_docs import api_errors
 from webapp.bookings.services import BookingService
 from webapp.errors import DomainError, ValidationFailed
 from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
@@ -17,8 +18,9 @@ from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.reviews.services import ReviewService
 from webapp.timeutil import common_timezones
+from webapp.validation import NO_NUL_PATTERN
 
-SearchQuery = Annotated[str, QueryParameter(max_length=200)]
+SearchQuery = Annotated[str, QueryParameter(max_length=200, pattern=NO_NUL_PATTERN)]
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -148,22 +150,22 @@ class EventPages(Controller):
 class EventApi(Controller):
     path = "/api/v1/events"
 
-    @get("/")
+    @get("/", responses=api_errors())
     async def list_events(self, db_session: DbSession, q: SearchQuery = "") -> list[dict[str, Any]]:
         return [event_json(e) for e in await EventService(db_session).list_upcoming(q)]
 
-    @post("/", guards=[require_user], status_code=HTTP_201_CREATED)
+    @post("/", guards=[require_user], status_code=HTTP_201_CREATED, responses=api_errors(401, 413, 422))
     async def create(
         self, request: Request[Any, Any, Any], data: JSONBody[EventCreate], db_session: DbSession
     ) -> dict[str, Any]:
         details = EventDetails(**{f: getattr(data, f) for f in data.__struct_fields__})
         return event_json(await EventService(db_session).create(current_user(request), details))
 
-    @get("/{event_id:int}")
+    @get("/{event_id:int}", responses=api_errors(404))
     async def show(self, db_session: DbSession, event_id: RowId) -> dict[str, Any]:
         return event_json(await EventService(db_session).get(event_id))
 
-    @patch("/{event_id:int}", guards=[require_user])
+    @patch("/{event_id:int}", guards=[require_user], responses=api_errors(401, 404, 409, 413, 422))
     async def update(
         self,
         request: Request[Any, Any, Any],
@@ -173,6 +175,6 @@ class EventApi(Controller):
     ) -> dict[str, Any]:
         return event_json(await EventService(db_session).update(current_user(request), event_id, data.changes()))
 
-    @post("/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
+    @post("/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK, responses=api_errors(401, 404, 409))
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> dict[str, Any]:
         return event_json(await EventService(db_session).cancel(current_user(request), event_id))

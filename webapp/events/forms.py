@@ -15,6 +15,7 @@ from webapp.errors import ValidationFailed
 from webapp.events.models import Event
 from webapp.events.services import EventDetails
 from webapp.timeutil import in_zone, is_valid_timezone
+from webapp.validation import time_problem
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
@@ -53,6 +54,9 @@ def parse_event_form(form: dict[str, str], current: Event | None = None) -> Even
             wall = datetime.strptime(form.get(name, "").strip(), LOCAL_FORMAT)
         except ValueError:
             errors[name] = "Enter a date and time."
+            return datetime.now(ZoneInfo(zone))
+        if problem := time_problem(wall):  # before any conversion, which could overflow
+            errors[name] = problem
             return datetime.now(ZoneInfo(zone))
         if current is not None and current.timezone == zone:
             held: datetime = getattr(current, name)

@@ -6,30 +6,31 @@ from typing import Any
 import msgspec
 
 from webapp.events.models import Event
+from webapp.validation import Int32Field, Text
 
 
 class EventCreate(msgspec.Struct):
-    title: str
-    venue: str
+    title: Text
+    venue: Text
     starts_at: datetime
     ends_at: datetime
-    timezone: str
-    capacity: int
-    price_cents: int
-    currency: str
-    description: str = ""
+    timezone: Text
+    capacity: Int32Field
+    price_cents: Int32Field
+    currency: Text
+    description: Text = ""
 
 
 class EventPatch(msgspec.Struct):
-    title: str | msgspec.UnsetType = msgspec.UNSET
-    description: str | msgspec.UnsetType = msgspec.UNSET
-    venue: str | msgspec.UnsetType = msgspec.UNSET
+    title: Text | msgspec.UnsetType = msgspec.UNSET
+    description: Text | msgspec.UnsetType = msgspec.UNSET
+    venue: Text | msgspec.UnsetType = msgspec.UNSET
     starts_at: datetime | msgspec.UnsetType = msgspec.UNSET
     ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
-    timezone: str | msgspec.UnsetType = msgspec.UNSET
-    capacity: int | msgspec.UnsetType = msgspec.UNSET
-    price_cents: int | msgspec.UnsetType = msgspec.UNSET
-    currency: str | msgspec.UnsetType = msgspec.UNSET
+    timezone: Text | msgspec.UnsetType = msgspec.UNSET
+    capacity: Int32Field | msgspec.UnsetType = msgspec.UNSET
+    price_cents: Int32Field | msgspec.UnsetType = msgspec.UNSET
+    currency: Text | msgspec.UnsetType = msgspec.UNSET
 
     def changes(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET}

@@ -16,6 +16,7 @@ from webapp.events.models import Event, EventChange
 from webapp.outbox.services import enqueue_after_commit
 from webapp.reminders.services import ReminderService
 from webapp.timeutil import is_valid_timezone
+from webapp.validation import time_problem
 
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 MAX_CAPACITY = 100_000
@@ -53,10 +54,14 @@ def validate_details(details: EventDetails, *, now: datetime, seats_booked: int 
         errors["description"] = "Use at most 5000 characters."
     if details.starts_at.tzinfo is None:
         errors["starts_at"] = "Give the time with its UTC offset."
+    elif problem := time_problem(details.starts_at):
+        errors["starts_at"] = problem
     elif details.starts_at <= now:
         errors["starts_at"] = "The event must start in the future."
     if details.ends_at.tzinfo is None:
         errors["ends_at"] = "Give the time with its UTC offset."
+    elif problem := time_problem(details.ends_at):
+        errors["ends_at"] = problem
     elif details.starts_at.tzinfo is not None and details.ends_at <= details.starts_at:
         errors["ends_at"] = "The event must end after it starts."
     if not is_valid_timezone(details.timezone):
@@ -201,8 +206,9 @@ def _normalized(details: EventDetails) -> EventDetails:
 
 
 def _utc(moment: datetime) -> datetime:
-    """Aware times become UTC (what is stored); naive ones stay naive for validation to refuse."""
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    """Aware times become UTC (what is stored); naive ones stay naive for validation to refuse,
+    and so do times outside the accepted range, whose conversion could overflow."""
+    return moment.astimezone(UTC) if moment.tzinfo is not None and time_problem(moment) is None else moment
 
 
 def _escape_like(text: str) -> str:

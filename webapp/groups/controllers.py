@@ -10,13 +10,15 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.errors import Conflict, DomainError
+from webapp.api_docs import api_errors
+from webapp.errors import Conflict, DomainError, ValidationFailed
 from webapp.groups.schemas import GroupCreate, InvitationCreate, group_json, invitation_json
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.notifications.controllers import count_trigger
 from webapp.notifications.services import NotificationService, notification_json
 from webapp.notifications.views import item_view
+from webapp.validation import MAX_ROW_ID, parse_int
 
 
 class GroupPages(Controller):
@@ -158,9 +160,12 @@ class GroupPages(Controller):
     async def _answered_notification(self, user: Any, session: Any, notification_id: str, status: str) -> Template:
         notifications = NotificationService(session)
         try:
-            notification = await notifications.annotate(user.id, int(notification_id), invitation_status=status)
-        except ValueError:
-            raise NotFoundException("No such notification.") from None
+            notification_id_value = parse_int(notification_id, "notification_id", 1, MAX_ROW_ID)
+        except ValidationFailed:
+            notification_id_value = None
+        if notification_id_value is None:
+            raise NotFoundException("No such notification.")
+        notification = await notifications.annotate(user.id, notification_id_value, invitation_status=status)
         notification, state = await notifications.mark_read(user.id, notification.id)
         return Template(
             "_notification_item.html",
@@ -173,13 +178,17 @@ class GroupApi(Controller):
     path = "/api/v1"
     guards = [require_user]
 
-    @post("/groups", status_code=HTTP_201_CREATED)
+    @post("/groups", status_code=HTTP_201_CREATED, responses=api_errors(401, 413, 422))
     async def create(
         self, request: Request[Any, Any, Any], data: JSONBody[GroupCreate], db_session: DbSession
     ) -> dict[str, Any]:
         return group_json(await GroupService(db_session).create(current_user(request), data.name))
 
-    @post("/groups/{group_id:int}/invitations", status_code=HTTP_201_CREATED)
+    @post(
+        "/groups/{group_id:int}/invitations",
+        status_code=HTTP_201_CREATED,
+        responses=api_errors(401, 404, 409, 413, 422),
+    )
     async def invite(
         self,
         request: Request[Any, Any, Any],
@@ -189,7 +198,7 @@ class GroupApi(Controller):
     ) -> dict[str, Any]:
         return invitation_json(await GroupService(db_session).invite(current_user(request), group_id, data.email))
 
-    @post("/invitations/{invitation_id:int}/accept", status_code=HTTP_200_OK)
+    @post("/invitations/{invitation_id:int}/accept", status_code=HTTP_200_OK, responses=api_errors(401, 404, 409))
     async def accept(
         self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
     ) -> dict[str, Any]:
@@ -197,7 +206,7 @@ class GroupApi(Controller):
         await db_session.commit()
         return invitation_json(invitation)
 
-    @post("/invitations/{invitation_id:int}/decline", status_code=HTTP_200_OK)
+    @post("/invitations/{invitation_id:int}/decline", status_code=HTTP_200_OK, responses=api_errors(401, 404, 409))
     async def decline(
         self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
     ) -> dict[str, Any]:

@@ -5,14 +5,15 @@ from typing import Any
 import msgspec
 
 from webapp.groups.models import Group, Invitation
+from webapp.validation import Text
 
 
 class GroupCreate(msgspec.Struct):
-    name: str
+    name: Text
 
 
 class InvitationCreate(msgspec.Struct):
-    email: str
+    email: Text
 
 
 def group_json(group: Group) -> dict[str, Any]:

@@ -9,24 +9,32 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from webapp.errors import ValidationFailed
+from webapp.api_docs import OptionalBody, api_errors
 from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
-from webapp.notifications.services import InboxState, NotificationService, notification_json
+from webapp.notifications.models import NotificationType
+from webapp.notifications.services import (
+    MAX_PAGE,
+    InboxState,
+    InboxStatus,
+    NotificationService,
+    notification_json,
+)
 from webapp.notifications.views import TYPE_LABELS, item_view
+from webapp.validation import MAX_INT32, RowIdField, SeqField, Text, parse_int
 
 PANEL_SIZE = 10
 PAGE_SIZE = 20
 
 
 class ReadAllRequest(msgspec.Struct):
-    up_to_seq: int | None = None
+    up_to_seq: SeqField | None = None
 
 
 class AnnouncementRequest(msgspec.Struct):
-    title: str
-    body: str = ""
-    event_id: int | None = None
+    title: Text
+    body: Text = ""
+    event_id: RowIdField | None = None
 
 
 def count_trigger(state: InboxState) -> dict[str, str]:
@@ -34,15 +42,6 @@ def count_trigger(state: InboxState) -> dict[str, str]:
     before the stream's copy arrives; tabs keep whichever version is newer."""
     detail = {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
     return {"HX-Trigger": json.dumps({"tidings:count": detail})}
-
-
-def _optional_int(value: Any, name: str) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationFailed({name: "Must be a whole number."}) from None
 
 
 class NotificationPages(Controller):
@@ -82,7 +81,7 @@ class NotificationPages(Controller):
         user = current_user(request)
         service = NotificationService(db_session)
         items, next_cursor = await service.listing(
-            user.id, status, type or None, PAGE_SIZE, _optional_int(cursor, "cursor")
+            user.id, status, type or None, PAGE_SIZE, parse_int(cursor, "cursor")
         )
         return Template(
             "notifications.html",
@@ -127,7 +126,7 @@ class NotificationPages(Controller):
         user = current_user(request)
         form = dict(await request.form())
         service = NotificationService(db_session)
-        _, state = await service.mark_all_read(user.id, _optional_int(form.get("up_to_seq"), "up_to_seq"))
+        _, state = await service.mark_all_read(user.id, parse_int(form.get("up_to_seq"), "up_to_seq"))
         if not request.headers.get("hx-request"):
             return Redirect("/notifications")
         items, _ = await service.listing(user.id, limit=PANEL_SIZE)
@@ -138,40 +137,38 @@ class NotificationApi(Controller):
     path = "/api/v1"
     guards = [require_user]
 
-    @get("/notifications")
+    @get("/notifications", responses=api_errors(401, 422))
     async def listing(
         self,
         request: Request[Any, Any, Any],
         db_session: DbSession,
-        status: Annotated[str, QueryParameter()] = "all",
-        type: Annotated[str | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
-        limit: Annotated[str, QueryParameter()] = "20",
-        cursor: Annotated[str | None, QueryParameter()] = None,
+        status: Annotated[InboxStatus, QueryParameter()] = "all",
+        type: Annotated[NotificationType | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
+        cursor: Annotated[int | None, QueryParameter(gt=-1, le=MAX_INT32)] = None,  # a seq: see SeqField
     ) -> dict[str, Any]:
         user = current_user(request)
         service = NotificationService(db_session)
-        items, next_cursor = await service.listing(
-            user.id, status, type or None, _optional_int(limit, "limit") or 0, _optional_int(cursor, "cursor")
-        )
+        items, next_cursor = await service.listing(user.id, status, type, limit, cursor)
         return {
             "items": [notification_json(n) for n in items],
             "unread_count": await service.unread_count(user.id),
             "next_cursor": str(next_cursor) if next_cursor is not None else None,
         }
 
-    @get("/notifications/unread_count")
+    @get("/notifications/unread_count", responses=api_errors(401))
     async def unread_count(self, request: Request[Any, Any, Any], db_session: DbSession) -> dict[str, int]:
         state = await NotificationService(db_session).state(current_user(request).id)
         return {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
 
-    @post("/notifications/{notification_id:int}/read", status_code=HTTP_200_OK)
+    @post("/notifications/{notification_id:int}/read", status_code=HTTP_200_OK, responses=api_errors(401, 404))
     async def read(
         self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
     ) -> dict[str, Any]:
         notification, state = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
         return {"notification": notification_json(notification), "unread_count": state.unread_count}
 
-    @post("/notifications/{notification_id:int}/unread", status_code=HTTP_200_OK)
+    @post("/notifications/{notification_id:int}/unread", status_code=HTTP_200_OK, responses=api_errors(401, 404))
     async def unread(
         self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
     ) -> dict[str, Any]:
@@ -180,7 +177,12 @@ class NotificationApi(Controller):
         )
         return {"notification": notification_json(notification), "unread_count": state.unread_count}
 
-    @post("/notifications/read_all", status_code=HTTP_200_OK)
+    @post(
+        "/notifications/read_all",
+        status_code=HTTP_200_OK,
+        responses=api_errors(401, 413, 422),
+        operation_class=OptionalBody,
+    )
     async def read_all(
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[ReadAllRequest | None] = None
     ) -> dict[str, Any]:
@@ -188,7 +190,7 @@ class NotificationApi(Controller):
         ids, state = await NotificationService(db_session).mark_all_read(current_user(request).id, up_to)
         return {"updated": len(ids), "unread_count": state.unread_count}
 
-    @post("/announcements", status_code=HTTP_202_ACCEPTED)
+    @post("/announcements", status_code=HTTP_202_ACCEPTED, responses=api_errors(401, 403, 404, 413, 422, 429))
     async def announce(
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[AnnouncementRequest]
     ) -> dict[str, Any]:

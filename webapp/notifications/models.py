@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base, UTCDateTime, utcnow
 
-NOTIFICATION_TYPES = (
+NotificationType = Literal[
     "booking_confirmed",
     "booking_cancelled",
     "event_reminder",
@@ -18,7 +18,10 @@ NOTIFICATION_TYPES = (
     "payment_failed",
     "review_request",
     "general",
-)
+]
+NOTIFICATION_TYPES: tuple[str, ...] = get_args(NotificationType)
+TITLE_MAX = 200  # the column's length
+BODY_MAX = 5000
 
 
 class Notification(Base):
@@ -57,7 +60,7 @@ class Notification(Base):
     # The user's own gap-free sequence number, assigned in the creating transaction; the SSE id.
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(32))
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
     body: Mapped[str] = mapped_column(Text, default="")
     url: Mapped[str] = mapped_column(String(500), default="/")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

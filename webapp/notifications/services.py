@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast, get_args
 
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,11 +20,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.auth.models import User
 from webapp.db import utcnow
 from webapp.errors import NotFound, ValidationFailed
-from webapp.notifications.models import NOTIFICATION_TYPES, Notification, NotificationCounter
+from webapp.notifications.models import (
+    BODY_MAX,
+    NOTIFICATION_TYPES,
+    TITLE_MAX,
+    Notification,
+    NotificationCounter,
+)
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
 from webapp.realtime.protocol import CountMessage, Message, NewMessage, ReadMessage, to_wire
+from webapp.validation import MAX_INT32, is_int_in
 
-STATUSES = ("unread", "read", "all")
+InboxStatus = Literal["unread", "read", "all"]
+STATUSES: tuple[str, ...] = get_args(InboxStatus)
 # The tables themselves, for Core bulk statements (the ORM would build an object per row).
 NOTIFICATIONS = cast(Table, Notification.__table__)
 COUNTERS = cast(Table, NotificationCounter.__table__)
@@ -124,8 +132,7 @@ class NotificationService:
     async def notify_many(self, items: Sequence[NewNotification]) -> list[CreatedNotification]:
         """Adds notifications in the caller's transaction, skipping dedupe_keys already used
         for that user. The doorbell rings for each after the caller commits."""
-        for item in items:
-            _validate(item)
+        items = [_fitted(item) for item in items]
         items = await self._for_existing_accounts(items)
         if not items:
             return []
@@ -220,6 +227,8 @@ class NotificationService:
 
     async def mark_all_read(self, user_id: int, up_to_seq: int | None = None) -> tuple[list[int], InboxState]:
         """Marks everything up to the seq the user saw; anything newer stays unread."""
+        if up_to_seq is not None and not is_int_in(up_to_seq, 0, MAX_INT32):
+            raise ValidationFailed({"up_to_seq": f"Use a seq from 0 to {MAX_INT32}."})
         counter = (await self._lock_counters([user_id]))[user_id]
         limit = counter["last_seq"] if up_to_seq is None else min(up_to_seq, counter["last_seq"])
         result = await self.session.execute(
@@ -402,7 +411,7 @@ class NotificationService:
             errors["type"] = "Unknown notification type."
         if not 1 <= limit <= MAX_PAGE:
             errors["limit"] = f"Use a limit from 1 to {MAX_PAGE}."
-        if cursor is not None and cursor < 0:
+        if cursor is not None and not is_int_in(cursor, 0, MAX_INT32):
             errors["cursor"] = "Invalid cursor."
         if errors:
             raise ValidationFailed(errors)
@@ -515,15 +524,31 @@ def _ring(message: Message) -> None:
         doorbell.ring([to_wire(message)])
 
 
-def _validate(item: NewNotification) -> None:
+def shorten(text: str, limit: int) -> str:
+    """Text cut to `limit` characters with an ellipsis, at a word boundary when one is near."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit * 3 // 4:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def _fitted(item: NewNotification) -> NewNotification:
+    """Titles and bodies are built from what users wrote (a 200-character event title inside
+    "Booking confirmed: …", a long group name): they are shortened to fit their columns, never
+    refused, or the job telling someone would fail on every retry and tell them nothing. What
+    is still wrong is a programming error, refused for good (the job is dead-lettered)."""
     errors = {}
     if item.type not in NOTIFICATION_TYPES:
         errors["type"] = f"Unknown notification type {item.type!r}."
-    if not item.title.strip() or len(item.title) > 200:
-        errors["title"] = "A title of 1 to 200 characters is required."
-    if len(item.body) > 5000:
-        errors["body"] = "Use at most 5000 characters."
+    if not item.title.strip():
+        errors["title"] = "A notification needs a title."
     if item.dedupe_key is not None and not 0 < len(item.dedupe_key) <= 200:
         errors["dedupe_key"] = "A dedupe key has 1 to 200 characters."
     if errors:
         raise ValidationFailed(errors)
+    if len(item.title) <= TITLE_MAX and len(item.body) <= BODY_MAX:
+        return item
+    return replace(item, title=shorten(item.title, TITLE_MAX), body=shorten(item.body, BODY_MAX))

@@ -19,11 +19,11 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from webapp.errors import DomainError
-from webapp.http import MAX_ROW_ID
 from webapp.notifications.services import NotificationService
 from webapp.realtime.access import TooManyConnections, origin_allowed, take_slot, token_deadline
 from webapp.realtime.doorbell import Subscription
 from webapp.realtime.stream import InboxStream, StreamEvent
+from webapp.validation import is_row_id
 
 log = logging.getLogger("tidings.cable")
 
@@ -180,11 +180,12 @@ class CableConnection:
             try:
                 if action == "mark_as_read":
                     notification_id = int(payload["id"])
-                    if not 1 <= notification_id <= MAX_ROW_ID:
+                    if not is_row_id(notification_id):
                         raise ValueError("id out of range")
                     await service.mark_read(self.user.id, notification_id)
                 elif action == "mark_all_as_read":
                     up_to = payload.get("up_to_seq")
+                    # the service refuses a seq outside the database's range
                     await service.mark_all_read(self.user.id, up_to if isinstance(up_to, int) else None)
                 else:
                     log.info("ignored unknown cable action %r", action)

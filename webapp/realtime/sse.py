@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from webapp.api_docs import api_errors
 from webapp.http import require_user
 from webapp.notifications.views import render_item
 from webapp.realtime.access import admit, parse_last_seq, take_slot, token_deadline
@@ -85,7 +86,12 @@ async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     return _open(request, page_encoder(request.user.timezone, environment))
 
 
-@get("/api/v1/notifications/stream", guards=[require_user])
+@get(
+    "/api/v1/notifications/stream",
+    guards=[require_user],
+    media_type="text/event-stream",
+    responses=api_errors(401, 403, 429),
+)
 async def api_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     """Server-Sent Events: `new_notification` (id = seq), `notification_count`, `notification_read`, `reset`."""
     return _open(request, api_encoder)

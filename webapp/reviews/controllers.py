@@ -8,16 +8,18 @@ from litestar.params import JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from webapp.api_docs import api_errors
 from webapp.errors import ValidationFailed
 from webapp.events.services import EventService
 from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.reviews.models import Review
 from webapp.reviews.services import ReviewService
+from webapp.validation import Int32Field, Text
 
 
 class ReviewCreate(msgspec.Struct):
-    rating: int
-    comment: str = ""
+    rating: Int32Field
+    comment: Text = ""
 
 
 def review_json(review: Review) -> dict[str, Any]:
@@ -63,7 +65,7 @@ class ReviewApi(Controller):
     path = "/api/v1/events/{event_id:int}/reviews"
     guards = [require_user]
 
-    @post("/", status_code=HTTP_201_CREATED)
+    @post("/", status_code=HTTP_201_CREATED, responses=api_errors(401, 403, 404, 409, 413, 422))
     async def create(
         self,
         request: Request[Any, Any, Any],
