@@ -322,6 +322,18 @@ async def move(engine, organizer: User, event_id: int, start: datetime) -> None:
         await db.commit()
 
 
+async def assert_reminders_follow_the_move(engine, event_id: int, start, race: int) -> None:
+    """After race `race` (0-based) the event starts race+1 hours after `start`, race+1 bookings are
+    confirmed, and every one of their 3 reminders is computed from the new start."""
+    starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
+    assert confirmed == race + 1
+    assert len(reminders) == 3 * confirmed
+    assert starts_at == start + timedelta(hours=race + 1)
+    assert set(reminders) == {starts_at}, (
+        f"race {race}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
+    )
+
+
 async def test_a_free_booking_confirmed_while_its_event_moves_gets_reminders_for_the_new_start(engine, outbox_held):
     organizer, event_id, bookers, start = await racing_event(engine, price_cents=0)
 
@@ -332,13 +344,7 @@ async def test_a_free_booking_confirmed_while_its_event_moves_gets_reminders_for
 
     for i, booker in enumerate(bookers):
         await asyncio.gather(move(engine, organizer, event_id, start + timedelta(hours=i + 1)), confirm(booker))
-        starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
-        assert confirmed == i + 1
-        assert len(reminders) == 3 * confirmed
-        assert starts_at == start + timedelta(hours=i + 1)
-        assert set(reminders) == {starts_at}, (
-            f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
-        )
+        await assert_reminders_follow_the_move(engine, event_id, start, race=i)
 
 
 async def test_a_payment_confirmed_while_its_event_moves_gets_reminders_for_the_new_start(engine, outbox_held):
@@ -363,13 +369,7 @@ async def test_a_payment_confirmed_while_its_event_moves_gets_reminders_for_the_
         await asyncio.gather(
             move(engine, organizer, event_id, start + timedelta(hours=i + 1)), confirm(booker, booking_id)
         )
-        starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
-        assert confirmed == i + 1
-        assert len(reminders) == 3 * confirmed
-        assert starts_at == start + timedelta(hours=i + 1)
-        assert set(reminders) == {starts_at}, (
-            f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
-        )
+        await assert_reminders_follow_the_move(engine, event_id, start, race=i)
 
 
 class RoundTripGateway:
