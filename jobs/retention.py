@@ -23,8 +23,8 @@ from typing import NamedTuple
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.bookings.reminder_models import Reminder
 from webapp.notifications.models import Notification
-from webapp.reminders.models import Reminder
 
 
 class Policy(NamedTuple):

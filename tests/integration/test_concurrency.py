@@ -20,14 +20,14 @@ from tests.conftest import TEST_SECRET
 from tests.services import LiveServer
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_gateway import ChargeResult, TestPaymentGateway
+from webapp.bookings.payment_models import Payment
+from webapp.bookings.payments import PaymentService
+from webapp.bookings.reminder_models import Reminder
 from webapp.bookings.services import BookingService
 from webapp.db import create_sessionmaker, utcnow
 from webapp.events.models import Event
 from webapp.events.services import EventDetails, EventService
-from webapp.payments.gateway import ChargeResult, TestPaymentGateway
-from webapp.payments.models import Payment
-from webapp.payments.services import PaymentService
-from webapp.reminders.models import Reminder
 
 CAPACITY = 25
 RACERS = 20

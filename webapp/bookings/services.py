@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee, BookingRequestKey
+from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
 from webapp.db import utcnow
 from webapp.errors import Conflict, DomainError, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.groups.models import Group
 from webapp.outbox.services import enqueue_after_commit
-from webapp.payments.models import PROCESSING_EXPIRES, Payment
 from webapp.reminders.services import ReminderService
 
 MAX_SEATS_PER_BOOKING = 20

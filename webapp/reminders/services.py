@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
+from webapp.bookings.reminder_models import Reminder
 from webapp.events.models import Event
 from webapp.notifications.services import CreatedNotification, NewNotification, NotificationService
-from webapp.reminders.models import Reminder
 from webapp.timeutil import format_in_zone
 
 OFFSETS_MINUTES = (24 * 60, 60, 30)

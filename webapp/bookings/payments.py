@@ -17,13 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_gateway import (
+    ChargeResult,
+    PaymentGateway,
+    is_plausible_card_number,
+    normalize_card_number,
+)
+from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
 from webapp.bookings.services import HOLD_EXPIRED, BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit
-from webapp.payments.gateway import ChargeResult, PaymentGateway, is_plausible_card_number, normalize_card_number
-from webapp.payments.models import PROCESSING_EXPIRES, Payment
 from webapp.reminders.services import ReminderService
 
 GATEWAY_TIMEOUT_SECONDS = 20.0
