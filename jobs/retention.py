@@ -24,8 +24,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from webapp.bookings.reminder_models import Reminder
 from webapp.notifications.models import Notification
-from webapp.reminders.models import Reminder
 
 
 class Policy(NamedTuple):

@@ -17,27 +17,27 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
-from webapp.auth.controllers import AuthApi, AuthPages
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
 from webapp.auth.services import LoginGuard
-from webapp.bookings.controllers import BookingApi, BookingPages
+from webapp.bookings.payment_gateway import TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
-from webapp.events.controllers import EventApi, EventPages
-from webapp.groups.controllers import GroupApi, GroupPages
 from webapp.http import EXCEPTION_HANDLERS, provide_db_session, provide_settings
-from webapp.notifications.controllers import NotificationApi, NotificationPages
+from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
-from webapp.payments.gateway import TestPaymentGateway
+from webapp.notifications.stream import StreamConfig
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
-from webapp.realtime.cable import cable
 from webapp.realtime.doorbell import Doorbell, LocalDoorbell, RedisDoorbell, set_doorbell
-from webapp.realtime.resync import StreamResync
-from webapp.realtime.sse import api_stream, page_stream
-from webapp.realtime.stream import StreamConfig
 from webapp.rendering import template_config
 from webapp.retry import RetryConflictsMiddleware
-from webapp.reviews.controllers import ReviewApi, ReviewPages
 from webapp.settings import Settings, get_settings
+from webapp.web.auth import AuthApi, AuthPages
+from webapp.web.bookings import BookingApi, BookingPages
+from webapp.web.cable import cable
+from webapp.web.events import EventApi, EventPages
+from webapp.web.groups import GroupApi, GroupPages
+from webapp.web.notifications import NotificationApi, NotificationPages
+from webapp.web.reviews import ReviewApi, ReviewPages
+from webapp.web.sse import api_stream, page_stream
 
 LOGIN_FAILURES_PER_ADDRESS = 30
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from tests.api import bearer, book, create_event, pay, register
 from tests.integration.rows import insert_event
-from webapp.payments.models import Payment
+from webapp.bookings.payment_models import Payment
 
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"

@@ -19,15 +19,16 @@ from tests.api import bearer, book, create_event, event_payload, eventually, pay
 from tests.conftest import TEST_SECRET
 from tests.services import LiveServer
 from webapp.auth.models import User
+from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_gateway import ChargeResult, TestPaymentGateway
+from webapp.bookings.payment_models import Payment
+from webapp.bookings.payments import PaymentService
+from webapp.bookings.reminder_models import Reminder
 from webapp.bookings.services import BookingService
 from webapp.db import create_sessionmaker, utcnow
 from webapp.events.models import Event
 from webapp.events.services import EventDetails, EventService
-from webapp.payments.gateway import ChargeResult, TestPaymentGateway
-from webapp.payments.models import Payment
-from webapp.payments.services import PaymentService
-from webapp.reminders.models import Reminder
 
 CAPACITY = 25
 RACERS = 20
@@ -318,7 +319,8 @@ async def move(engine, organizer: User, event_id: int, start: datetime) -> None:
     """The organizer's edit, straight away: its first statement takes the event row, so a booking
     started at the same moment has usually read the event and not yet confirmed."""
     async with create_sessionmaker(engine)() as db:
-        await EventService(db).update(organizer, event_id, {"starts_at": start, "ends_at": start + timedelta(hours=2)})
+        moved = {"starts_at": start, "ends_at": start + timedelta(hours=2)}
+        await EventChangeService(db).update(organizer, event_id, moved)
         await db.commit()
 
 

@@ -18,12 +18,12 @@ import webapp.auth.services as auth_services
 from tests.api import bearer, book, create_event, register
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.services import LiveServer, free_port
+from webapp.bookings.payment_gateway import ChargeResult, TestPaymentGateway
 from webapp.db import Base
 from webapp.groups.models import Group
 from webapp.groups.services import GroupService
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
-from webapp.payments.gateway import ChargeResult, TestPaymentGateway
 from webapp.tables import import_all_models
 
 GOOD_CARD = "4242 4242 4242 4242"

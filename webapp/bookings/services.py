@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee, BookingRequestKey
+from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
+from webapp.bookings.reminders import ReminderSchedule
 from webapp.db import utcnow
 from webapp.errors import Conflict, DomainError, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.groups.models import Group
 from webapp.outbox.services import enqueue_after_commit
-from webapp.payments.models import PROCESSING_EXPIRES, Payment
-from webapp.reminders.services import ReminderService
 
 MAX_SEATS_PER_BOOKING = 20
 ACTIVE_STATUSES = ("pending", "confirmed")
@@ -120,7 +120,7 @@ class BookingService:
         self.session.add(booking)
         await self.session.flush()
         if free:
-            await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
+            await ReminderSchedule(self.session).schedule_for_booking(booking, event, utcnow())
             enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         return booking
 
@@ -177,7 +177,7 @@ class BookingService:
             .values(seats_booked=Event.seats_booked - booking.seats)
             .execution_options(synchronize_session=False)
         )
-        await ReminderService(self.session).cancel_for_booking(booking.id)
+        await ReminderSchedule(self.session).cancel_for_booking(booking.id)
         enqueue_after_commit(self.session, "send_booking_cancelled", booking_id=booking.id)
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)

@@ -1,4 +1,5 @@
-"""Events: creation, edits (each bumps the version), cancellation, listing."""
+"""Events: their details and checks, creation, listing. Edits and cancellations reach the event's
+bookings (their reminders follow), so they are in `webapp/bookings/event_changes.py`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.db import utcnow
-from webapp.errors import Conflict, NotFound, ValidationFailed
-from webapp.events.models import Event, EventChange
-from webapp.outbox.services import enqueue_after_commit
-from webapp.reminders.services import ReminderService
+from webapp.errors import NotFound, ValidationFailed
+from webapp.events.models import Event
 from webapp.timeutil import is_valid_timezone
 
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
@@ -78,61 +77,12 @@ class EventService:
         self.session = session
 
     async def create(self, organizer: User, details: EventDetails) -> Event:
-        details = _normalized(details)
+        details = normalized(details)
         validate_details(details, now=utcnow())
         event = Event(organizer_id=organizer.id, **details.__dict__)
         self.session.add(event)
         await self.session.flush()
         await self.session.refresh(event, ["organizer"])
-        return event
-
-    async def update(self, organizer: User, event_id: int, changes: dict[str, object]) -> Event:
-        # The row lock (first in the lock order) makes simultaneous edits take turns: each one
-        # reads what the other committed and gets its own version.
-        event = await self.get_organized(organizer, event_id, lock=True)
-        if event.status == "cancelled":
-            raise Conflict("A cancelled event cannot be edited.", code="event_cancelled")
-        now = utcnow()
-        if event.starts_at <= now:
-            raise Conflict("An event that has started cannot be edited.", code="event_started")
-        current = EventDetails.of(event)
-        proposed = _normalized(replace(current, **changes))  # type: ignore[arg-type]
-        if proposed == current:
-            return event
-        validate_details(proposed, now=now, seats_booked=event.seats_booked)
-        for name, value in proposed.__dict__.items():
-            setattr(event, name, value)
-        event.version += 1
-        event.updated_at = now
-        if proposed.starts_at != current.starts_at:
-            await ReminderService(self.session).reschedule_event(event, now)
-        news = attendee_facing_changes(current, proposed)
-        if news:
-            # Kept per version: the fan-out job tells from these, whatever order jobs run in.
-            self.session.add(EventChange(event_id=event.id, version=event.version, changes=news, created_at=now))
-            enqueue_after_commit(
-                self.session,
-                "fan_out_event_change",
-                event_id=event.id,
-                version=event.version,
-                kind="updated",
-                changes=news,
-            )
-        await self.session.flush()
-        return event
-
-    async def cancel(self, organizer: User, event_id: int) -> Event:
-        event = await self.get_organized(organizer, event_id, lock=True)
-        if event.status == "cancelled":
-            raise Conflict("The event is already cancelled.", code="event_cancelled")
-        event.status = "cancelled"
-        event.cancelled_at = utcnow()
-        event.version += 1
-        await ReminderService(self.session).cancel_for_event(event.id)
-        enqueue_after_commit(
-            self.session, "fan_out_event_change", event_id=event.id, version=event.version, kind="cancelled"
-        )
-        await self.session.flush()
         return event
 
     async def get(self, event_id: int) -> Event:
@@ -174,20 +124,7 @@ class EventService:
         return list(await self.session.scalars(statement))
 
 
-ATTENDEE_FACING = ("title", "starts_at", "ends_at", "venue")
-
-
-def attendee_facing_changes(before: EventDetails, after: EventDetails) -> dict[str, list[str]]:
-    """What attendees are told about: old → new, times as ISO strings."""
-    changes = {}
-    for name in ATTENDEE_FACING:
-        old, new = getattr(before, name), getattr(after, name)
-        if old != new:
-            changes[name] = [old.isoformat(), new.isoformat()] if isinstance(old, datetime) else [old, new]
-    return changes
-
-
-def _normalized(details: EventDetails) -> EventDetails:
+def normalized(details: EventDetails) -> EventDetails:
     return replace(
         details,
         starts_at=_utc(details.starts_at),

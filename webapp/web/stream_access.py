@@ -9,8 +9,8 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 
 from webapp.auth.models import User
+from webapp.notifications.stream import StreamConfig
 from webapp.realtime.doorbell import Hub, Subscription
-from webapp.realtime.stream import StreamConfig
 from webapp.settings import Settings
 
 

@@ -17,14 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_gateway import (
+    ChargeResult,
+    PaymentGateway,
+    is_plausible_card_number,
+    normalize_card_number,
+)
+from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
+from webapp.bookings.reminders import ReminderSchedule
 from webapp.bookings.services import HOLD_EXPIRED, BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit
-from webapp.payments.gateway import ChargeResult, PaymentGateway, is_plausible_card_number, normalize_card_number
-from webapp.payments.models import PROCESSING_EXPIRES, Payment
-from webapp.reminders.services import ReminderService
 
 GATEWAY_TIMEOUT_SECONDS = 20.0
 GATEWAY_TIMED_OUT = ChargeResult(
@@ -125,7 +130,7 @@ class PaymentService:
             # Cancelled while the gateway worked: the charge is recorded (for a refund) and the
             # booking stays as it is; the caller sees it is not confirmed.
             return booking
-        await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
+        await ReminderSchedule(self.session).schedule_for_booking(booking, event, utcnow())
         enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         return booking
 

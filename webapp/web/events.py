@@ -7,6 +7,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
 from webapp.errors import DomainError, ValidationFailed
 from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
@@ -105,11 +106,10 @@ class EventPages(Controller):
     @post("/events/{event_id:int}/edit", guards=[require_user], status_code=HTTP_200_OK)
     async def update(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Response[Any]:
         form = await _form(request)
-        service = EventService(db_session)
-        event = await service.get_organized(current_user(request), event_id)
+        event = await EventService(db_session).get_organized(current_user(request), event_id)
         try:
             details = parse_event_form(form, current=event)
-            await service.update(current_user(request), event_id, details.__dict__)
+            await EventChangeService(db_session).update(current_user(request), event_id, details.__dict__)
         except ValidationFailed as exc:
             await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), event_id=event_id, status=422)
@@ -117,7 +117,7 @@ class EventPages(Controller):
 
     @post("/events/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Redirect:
-        await EventService(db_session).cancel(current_user(request), event_id)
+        await EventChangeService(db_session).cancel(current_user(request), event_id)
         return Redirect(f"/organizer/events/{event_id}")
 
     @get("/organizer", guards=[require_user])
@@ -171,8 +171,8 @@ class EventApi(Controller):
         db_session: DbSession,
         event_id: RowId,
     ) -> dict[str, Any]:
-        return event_json(await EventService(db_session).update(current_user(request), event_id, data.changes()))
+        return event_json(await EventChangeService(db_session).update(current_user(request), event_id, data.changes()))
 
     @post("/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> dict[str, Any]:
-        return event_json(await EventService(db_session).cancel(current_user(request), event_id))
+        return event_json(await EventChangeService(db_session).cancel(current_user(request), event_id))

@@ -10,9 +10,9 @@ from litestar import Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from webapp.http import require_user
+from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
-from webapp.realtime.access import admit, parse_last_seq, take_slot, token_deadline
-from webapp.realtime.stream import InboxStream, StreamEvent
+from webapp.web.stream_access import admit, parse_last_seq, take_slot, token_deadline
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
 HEADERS = {"Cache-Control": "no-cache, no-transform"}

@@ -9,15 +9,15 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.auth.controllers import safe_next
 from webapp.bookings.models import Booking
+from webapp.bookings.payments import PaymentService
 from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
 from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
 from webapp.events.services import EventService
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, error_json, require_user
-from webapp.payments.services import PaymentService
+from webapp.web.auth import safe_next
 
 
 async def _payment_page(
@@ -44,7 +44,7 @@ async def _payment_page(
 async def pay_booking(
     request: Request[Any, Any, Any], session: AsyncSession, booking_id: int, card_number: str
 ) -> Booking:
-    """A payment is three units of work (see webapp.payments.services): record the attempt, call
+    """A payment is three units of work (see webapp.bookings.payments): record the attempt, call
     the gateway with no transaction open, record the outcome. The outcome is committed before a
     decline or a conflict is answered, so the attempt is never lost."""
     user = current_user(request)

@@ -21,9 +21,9 @@ from litestar.exceptions import WebSocketDisconnect
 from webapp.errors import DomainError
 from webapp.http import MAX_ROW_ID
 from webapp.notifications.services import NotificationService
-from webapp.realtime.access import TooManyConnections, origin_allowed, take_slot, token_deadline
+from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.realtime.doorbell import Subscription
-from webapp.realtime.stream import InboxStream, StreamEvent
+from webapp.web.stream_access import TooManyConnections, origin_allowed, take_slot, token_deadline
 
 log = logging.getLogger("tidings.cable")
 

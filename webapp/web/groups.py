@@ -14,9 +14,9 @@ from webapp.errors import Conflict, DomainError
 from webapp.groups.schemas import GroupCreate, InvitationCreate, group_json, invitation_json
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, require_user
-from webapp.notifications.controllers import count_trigger
 from webapp.notifications.services import NotificationService, notification_json
 from webapp.notifications.views import item_view
+from webapp.web.notifications import count_trigger
 
 
 class GroupPages(Controller):
