@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.services import throwaway_postgres_database
-from webapp.app import create_app
-from webapp.cli import upgrade_database
+from tidings.app import create_app
+from tidings.cli import upgrade_database
 from webapp.db import Base, create_engine, create_sessionmaker
 from webapp.settings import Settings, load_settings
 from webapp.tables import import_all_models

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.integration.pages import csrf_token, post_form, register_in_browser
-from webapp.app import create_app
+from tidings.app import create_app
 from webapp.auth.models import RefreshToken, User
 from webapp.auth.tokens import issue_access_token
 from webapp.db import utcnow

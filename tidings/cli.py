@@ -27,7 +27,7 @@ def upgrade_database(database_url: str | None = None) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from webapp.app import create_app
+    from tidings.app import create_app
     from webapp.logs import uvicorn_log_config
     from webapp.realtime.shutdown import StreamClosingServer
 

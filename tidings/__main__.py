@@ -1,5 +1,5 @@
 import sys
 
-from webapp.cli import main
+from tidings.cli import main
 
 main(["serve", *sys.argv[1:]])
