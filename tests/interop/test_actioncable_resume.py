@@ -3,16 +3,18 @@ reconnects by itself, and resumes without loss.
 
 The consumer (actioncable_client.mjs in its resuming mode) runs its first WebSocket over a socket
 this test made with a 4 KiB receive buffer and a 1400-byte segment size, as a phone on a poor link
-has, and stops reading it right after a ping. Another process of the deployment (this one, as a
-worker would) then commits big notifications one per transaction and rings them through Redis, so
-the server's send path fills and the subscription's buffer (STREAM_QUEUE_SIZE) overflows within a
-second or two. The pause stays shorter than ActionCable's ConnectionMonitor.staleThreshold (6 s):
-a consumer silent for longer is reopened by its own monitor, without the server's word.
+has. Another process of the deployment (this one, as a worker would) commits big notifications, a
+few per transaction, and rings them through Redis. While the consumer reads, it keeps up with that
+pace and is never dropped. Then it stops reading, right after a ping: the server's send path fills
+and the subscription's buffer (STREAM_QUEUE_SIZE) overflows within a second or two. The pause stays
+shorter than ActionCable's ConnectionMonitor.staleThreshold (6 s): a consumer silent for longer is
+reopened by its own monitor, without the server's word.
 
 When the consumer reads again it must find ActionCable's `disconnect` frame with
 `reconnect: true`; ActionCable closes, calls `disconnected`, and its monitor reconnects on its own
 schedule (6 to 18 s later); the resubscribe carries the seq of the last notification received, so
-the subscription resumes there and every notification arrives exactly once, in order.
+the subscription resumes there and every notification, including those committed while it was
+away, arrives exactly once, in order.
 """
 
 from __future__ import annotations
