@@ -136,8 +136,11 @@ async def node_client(node: str) -> AsyncIterator[NodeFactory]:
     """Starts a script from tests/interop against a server with a token; stops it after the test."""
     clients: list[NodeClient] = []
 
-    async def start(script: str, server: LiveServer, token: str, max_seconds: int = 45) -> NodeClient:
+    async def start(
+        script: str, server: LiveServer, token: str, max_seconds: int = 45, extra_env: dict[str, str] | None = None
+    ) -> NodeClient:
         env = {"TIDINGS_BASE_URL": server.url, "TIDINGS_TOKEN": token, "TIDINGS_MAX_SECONDS": str(max_seconds)}
+        env.update(extra_env or {})
         client = NodeClient(node, script, env)
         clients.append(client)
         return await client.start()
