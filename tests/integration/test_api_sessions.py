@@ -8,7 +8,7 @@ import logging
 from datetime import timedelta
 
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tests.api import bearer, register
 from tests.conftest import DEFAULT_PASSWORD
@@ -167,3 +167,32 @@ async def test_browser_refresh_token_reuse_ends_the_live_access_cookie(client, s
     client.cookies.clear()
     client.cookies.set("tidings_access", live_access)
     assert (await client.get("/profile")).status_code in (302, 303)  # and the owner's access is over too
+
+
+async def test_a_refresh_racing_a_logout_leaves_no_live_token_of_the_session(in_process_server, session):
+    """Refresh and logout of one session sent at once, on a real server (requests overlap): however
+    they interleave, the session ends whole — a refresh token the rotation issued is revoked too,
+    and neither it nor the access token it came with works afterwards."""
+    import asyncio
+
+    import httpx
+
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=30) as http:
+        _, registered = await register(http, email="race@example.com")
+        assert (await http.post("/api/v1/auth/logout", headers=bearer(registered))).status_code == 204
+        for _ in range(15):
+            tokens = await login(http, "race@example.com")
+            refreshed, logout = await asyncio.gather(
+                refresh(http, tokens["refresh_token"]),
+                http.post("/api/v1/auth/logout", headers=bearer(tokens["token"])),
+            )
+            assert logout.status_code == 204, logout.text
+            assert refreshed.status_code in (200, 401), refreshed.text
+            if refreshed.status_code == 200:
+                assert_refused(await refresh(http, refreshed.json()["refresh_token"]))
+                assert await me_status(http, refreshed.json()["token"]) == 401
+        session.expire_all()
+        live = await session.scalar(
+            select(func.count()).select_from(RefreshToken).where(RefreshToken.revoked_at.is_(None))
+        )
+        assert live == 0

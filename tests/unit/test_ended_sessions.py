@@ -45,3 +45,9 @@ async def test_a_closed_subscription_stops_watching_its_session():
     assert hub.total() == 0 and abandoned.unwatch_session is None
     hub.sessions.end("s")
     assert abandoned.queue.empty()
+
+
+async def test_the_hub_keeps_the_list_it_was_given_with_its_token_lifetime():
+    given = EndedSessions(token_lifetime_seconds=3)  # empty, as every process starts
+    assert Hub(sessions=given).sessions is given
+    assert given.remember_seconds == 3 + CLOCK_SKEW_SECONDS

@@ -88,7 +88,7 @@ class Hub:
     def __init__(self, unstarted_grace: float = UNSTARTED_GRACE, sessions: EndedSessions | None = None) -> None:
         self._by_user: dict[int, set[Subscription]] = defaultdict(set)
         self.unstarted_grace = unstarted_grace
-        self.sessions = sessions or EndedSessions()
+        self.sessions = sessions if sessions is not None else EndedSessions()
 
     def subscribe(self, user_id: int, maxsize: int, session: str | None = None) -> Subscription:
         """`session`: the stream closes as soon as that session ends."""
