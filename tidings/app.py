@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
 from webapp.auth.services import LoginGuard
+from webapp.auth.sessions import EndedSessionsSync
 from webapp.bookings.payment_gateway import TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
 from webapp.http import EXCEPTION_HANDLERS, provide_db_session, provide_settings
@@ -26,7 +27,8 @@ from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
 from webapp.notifications.stream import StreamConfig
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
-from webapp.realtime.doorbell import Doorbell, LocalDoorbell, RedisDoorbell, set_doorbell
+from webapp.realtime.doorbell import Doorbell, Hub, LocalDoorbell, RedisDoorbell, set_doorbell
+from webapp.realtime.ended_sessions import EndedSessions
 from webapp.rendering import template_config
 from webapp.retry import RetryConflictsMiddleware
 from webapp.settings import Settings, get_settings
@@ -90,10 +92,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             queue_size=settings.stream_queue_size,
             max_connections_per_user=settings.stream_max_connections_per_user,
         )
-        doorbell: Doorbell = RedisDoorbell.from_settings(settings) if settings.redis_url else LocalDoorbell()
+        hub = Hub(sessions=EndedSessions(settings.access_token_seconds))
+        doorbell: Doorbell = RedisDoorbell.from_settings(settings, hub) if settings.redis_url else LocalDoorbell(hub)
         app.state.doorbell = doorbell
         set_doorbell(doorbell)
         await doorbell.start()
+        # Ended sessions reach this process by the doorbell; the database covers lost rings and
+        # sessions that ended before this process started.
+        ended_sessions = EndedSessionsSync(
+            hub.sessions, app.state.reader_sessionmaker, settings.access_token_seconds, settings.stream_resync_seconds
+        )
+        await ended_sessions.start()
         # Rings can be lost (a crash after commit, Redis down): streams still catch up from the
         # database within STREAM_RESYNC_SECONDS.
         resync = StreamResync(doorbell.hub, app.state.reader_sessionmaker, settings.stream_resync_seconds)
@@ -113,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
                 await embedded.finish_ticks()
             await resync.stop()
+            await ended_sessions.stop()
             await doorbell.stop()
             set_doorbell(None)
             if redis:

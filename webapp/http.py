@@ -83,6 +83,13 @@ def current_user(request: Request[Any, Any, Any]) -> User:
     return user  # type: ignore[no-any-return]
 
 
+def session_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The session (refresh-token family) the connection's credential belongs to, as the auth
+    middleware found it; None for anonymous connections."""
+    session = getattr(connection.scope.get("auth"), "session", None)
+    return session if isinstance(session, str) else None
+
+
 def client_address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 

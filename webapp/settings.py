@@ -40,7 +40,9 @@ class Settings:
     host: str
     port: int
     log_level: str
-    access_token_minutes: int = 15
+    # A session's access tokens (JWTs, checked without a database read) live this long; its
+    # rotating refresh token this many days after its last use.
+    access_token_seconds: int = 900
     refresh_token_days: int = 14
     login_attempts_per_window: int = 5
     login_window_seconds: int = 300
@@ -143,6 +145,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         host=host,
         port=int(port),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        access_token_seconds=number("ACCESS_TOKEN_SECONDS", 900),
+        refresh_token_days=number("REFRESH_TOKEN_DAYS", 14),
         stream_heartbeat_seconds=number("STREAM_HEARTBEAT_SECONDS", 15.0, float),
         stream_max_lifetime_seconds=number("STREAM_MAX_LIFETIME_SECONDS", 3600.0, float),
         stream_replay_limit=number("STREAM_REPLAY_LIMIT", 500),

@@ -31,12 +31,20 @@ SSE_TIMEOUT = 5.0
 def bad_tokens(user_id: int) -> dict[str, str]:
     """Tokens for a real user that must all be refused; only the flaw differs."""
     now = int(time.time())
-    claims = {"sub": str(user_id), "iat": now, "exp": now + 900, "aud": AUDIENCE, "iss": ISSUER, "jti": "x" * 32}
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + 900,
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "jti": "x" * 32,
+        "sid": "s" * 32,
+    }
     return {
         "garbage": "garbage",
-        "expired": issue_access_token(user_id, TEST_SECRET, timedelta(minutes=-5)),
+        "expired": issue_access_token(user_id, TEST_SECRET, timedelta(minutes=-5), "test-session"),
         "wrong_key": issue_access_token(
-            user_id, "another-secret-key-that-is-long-enough-0123456789", timedelta(minutes=5)
+            user_id, "another-secret-key-that-is-long-enough-0123456789", timedelta(minutes=5), "test-session"
         ),
         "alg_none": jwt.encode(claims, None, algorithm="none"),
         "wrong_audience": jwt.encode({**claims, "aud": "someone-else"}, TEST_SECRET, algorithm="HS256"),
@@ -281,7 +289,7 @@ async def test_cable_actions_on_another_users_notification_change_nothing(accoun
 async def test_query_token_never_appears_in_the_server_log(server: LiveServer, accounts: Accounts, open_cable) -> None:
     user = await accounts.create()
     start = server.log_path.stat().st_size
-    expired = issue_access_token(user.id, TEST_SECRET, timedelta(minutes=-5))
+    expired = issue_access_token(user.id, TEST_SECRET, timedelta(minutes=-5), "test-session")
     async with open_cable(user.token) as cable:
         await cable.wait_for(lambda f: f.get("type") == "welcome", "welcome")
         assert (await cable.subscribe())["type"] == "confirm_subscription"

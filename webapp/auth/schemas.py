@@ -5,6 +5,7 @@ from typing import Any
 import msgspec
 
 from webapp.auth.models import User
+from webapp.auth.services import SessionTokens
 
 
 class RegisterRequest(msgspec.Struct):
@@ -19,6 +20,10 @@ class LoginRequest(msgspec.Struct):
     password: str
 
 
+class RefreshRequest(msgspec.Struct):
+    refresh_token: str
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -27,4 +32,15 @@ def user_json(user: User) -> dict[str, Any]:
         "timezone": user.timezone,
         "role": user.role,
         "created_at": user.created_at.isoformat(),
+    }
+
+
+def session_json(tokens: SessionTokens) -> dict[str, Any]:
+    """What an API client keeps of a session: the access token, how many seconds it lives, and
+    the refresh token that buys the next one (each is good for one use)."""
+    return {
+        "token": tokens.access_token,
+        "token_type": "Bearer",
+        "expires_in": tokens.expires_in,
+        "refresh_token": tokens.refresh_token,
     }

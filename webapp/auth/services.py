@@ -19,6 +19,8 @@ from webapp.auth.tokens import hash_refresh_token, issue_access_token, new_refre
 from webapp.db import utcnow
 from webapp.errors import Conflict, RateLimited, Unauthorized, ValidationFailed
 from webapp.ratelimit import RateLimiter
+from webapp.realtime.doorbell import queue_after_commit
+from webapp.realtime.protocol import SessionEndedMessage
 from webapp.settings import Settings
 from webapp.timeutil import is_valid_timezone
 
@@ -51,6 +53,16 @@ def validate_profile(name: str, timezone: str) -> dict[str, str]:
 class SessionTokens:
     access_token: str
     refresh_token: str
+    session: str
+    expires_in: int  # seconds the access token lives
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    user: User
+    session: str
+    # None when the token was rotated moments ago by another request of the same browser.
+    tokens: SessionTokens | None
 
 
 class AccountService:
@@ -131,40 +143,46 @@ class LoginGuard:
 class SessionService:
     """Issues access tokens and rotating, revocable refresh tokens.
 
-    Refresh tokens form a family per login. Presenting a token that was already rotated means it
-    leaked: the whole family is revoked (RFC 9700 §4.14.2).
+    Refresh tokens form a family per login: the session, whose id (`sid`) every access token of
+    it carries. Presenting a token that was already rotated means it leaked: the whole family is
+    revoked (RFC 9700 §4.14.2). Revoking a family ends the session at once: after commit the
+    doorbell tells every web process, which refuses its access tokens from then on and closes
+    its streams (webapp.realtime.ended_sessions).
     """
 
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.session = session
         self.settings = settings
 
-    def access_token(self, user: User) -> str:
+    def access_token(self, user: User, session: str) -> str:
         return issue_access_token(
-            user.id, self.settings.secret_key, timedelta(minutes=self.settings.access_token_minutes)
+            user.id, self.settings.secret_key, timedelta(seconds=self.settings.access_token_seconds), session
         )
 
     async def start(self, user: User) -> SessionTokens:
         return await self._issue(user, family=secrets.token_hex(16))
 
-    async def rotate(self, refresh_token: str) -> tuple[User, SessionTokens | None] | None:
-        """Exchanges a refresh token for a new pair.
+    async def rotate(self, refresh_token: str, *, grace: bool = False) -> Refreshed | None:
+        """Exchanges a refresh token for a new pair; None when it is not (or no longer) valid.
 
-        Returns (user, None) when the token was rotated moments ago: that is the browser sending
-        several requests with the same expired cookie at once, not a thief, and the first
-        response already carries the new cookies.
+        With `grace` (the browser's cookies), a token rotated moments ago answers the user without
+        new tokens: that is the browser sending several requests with the same expired cookie at
+        once, not a thief, and the first response already carries the new cookies. API clients
+        get the new token in the body of one answer, so for them any second use is reuse.
         """
+        # Locked: a logout that revokes the family meanwhile either waits for this rotation (and
+        # then revokes the new token too, see _end) or has committed first (and this one refuses).
         row = await self.session.scalar(
-            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token)).with_for_update()
         )
         now = utcnow()
         if row is None or row.revoked_at is not None or row.expires_at <= now:
             return None
         if row.used_at is not None:
-            if now - row.used_at <= ROTATION_GRACE:
+            if grace and now - row.used_at <= ROTATION_GRACE:
                 user = await self.session.get(User, row.user_id)
-                return (user, None) if user else None
-            await self._revoke_family(row.family)
+                return Refreshed(user, row.family, None) if user else None
+            await self._end(row.family, row.user_id)
             return None
         row.used_at = now
         user = await self.session.get(User, row.user_id)
@@ -172,27 +190,34 @@ class SessionService:
             return None
         tokens = await self._issue(user, family=row.family)
         await self.session.flush()
-        return user, tokens
+        return Refreshed(user, row.family, tokens)
 
-    async def holder_of(self, refresh_token: str) -> User | None:
-        """The user a live, unused refresh token belongs to, without rotating it."""
+    async def holder_of(self, refresh_token: str) -> tuple[User, str] | None:
+        """The user (and session) a live, unused refresh token belongs to, without rotating it."""
         row = await self.session.scalar(
             select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
         )
         if row is None or row.revoked_at is not None or row.used_at is not None or row.expires_at <= utcnow():
             return None
-        return await self.session.get(User, row.user_id)
+        user = await self.session.get(User, row.user_id)
+        return (user, row.family) if user else None
 
     def access_expiry(self) -> datetime:
         """When an access token issued now expires."""
-        return utcnow() + timedelta(minutes=self.settings.access_token_minutes)
+        return utcnow() + timedelta(seconds=self.settings.access_token_seconds)
 
-    async def revoke(self, refresh_token: str) -> None:
-        row = await self.session.scalar(
-            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
-        )
-        if row is not None:
-            await self._revoke_family(row.family)
+    async def log_out(self, user_id: int | None, session: str | None, refresh_token: str | None = None) -> None:
+        """Ends the session a request came with: the one its access token names, or else (an
+        access cookie already gone) the one its refresh token belongs to."""
+        if user_id is not None and session is not None:
+            await self._end(session, user_id)
+            return
+        if refresh_token:
+            row = await self.session.scalar(
+                select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+            )
+            if row is not None:
+                await self._end(row.family, row.user_id)
 
     async def _issue(self, user: User, family: str) -> SessionTokens:
         refresh = new_refresh_token()
@@ -204,11 +229,23 @@ class SessionService:
                 expires_at=utcnow() + timedelta(days=self.settings.refresh_token_days),
             )
         )
-        return SessionTokens(access_token=self.access_token(user), refresh_token=refresh)
+        return SessionTokens(
+            access_token=self.access_token(user, family),
+            refresh_token=refresh,
+            session=family,
+            expires_in=self.settings.access_token_seconds,
+        )
 
-    async def _revoke_family(self, family: str) -> None:
-        await self.session.execute(
+    async def _end(self, family: str, user_id: int) -> None:
+        revoke = (
             update(RefreshToken)
-            .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+            .where(RefreshToken.family == family, RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+        await self.session.execute(revoke)
+        # Twice, on purpose (PostgreSQL, READ COMMITTED): a rotation holding a row of the family
+        # makes the first statement wait for its commit, and the new token that rotation inserted
+        # is invisible to the first statement's snapshot; the second one, with a fresh snapshot,
+        # revokes it. (SQLite runs writers one at a time: the second statement finds nothing.)
+        await self.session.execute(revoke)
+        queue_after_commit(self.session.sync_session, [SessionEndedMessage(user=user_id, session=family)])

@@ -1,4 +1,8 @@
-"""Access tokens (short-lived JWTs) and opaque refresh tokens."""
+"""Access tokens (short-lived JWTs) and opaque refresh tokens.
+
+Every access token names its session (`sid`, the refresh-token family it was issued for), so a
+session that ends can be refused at once without a database read (see webapp.realtime.sessions).
+"""
 
 from __future__ import annotations
 
@@ -22,12 +26,14 @@ class AccessClaims:
     user_id: int
     expires_at: datetime
     jti: str
+    session: str
 
 
-def issue_access_token(user_id: int, secret_key: str, lifetime: timedelta) -> str:
+def issue_access_token(user_id: int, secret_key: str, lifetime: timedelta, session: str) -> str:
     now = utcnow()
     claims = {
         "sub": str(user_id),
+        "sid": session,
         "iat": now,
         "exp": now + lifetime,
         "aud": AUDIENCE,
@@ -46,15 +52,19 @@ def decode_access_token(token: str, secret_key: str) -> AccessClaims | None:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "aud", "jti"]},
+            options={"require": ["exp", "iat", "sub", "aud", "jti", "sid"]},
         )
         user_id = int(claims["sub"])
+        session = claims["sid"]
     except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+    if not isinstance(session, str) or not session:
         return None
     return AccessClaims(
         user_id=user_id,
         expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
         jti=str(claims["jti"]),
+        session=session,
     )
 
 

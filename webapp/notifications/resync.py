@@ -9,44 +9,25 @@ stream that is up to date costs nothing but its row in that query.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webapp.notifications.models import NotificationCounter
 from webapp.notifications.services import IN_CHUNK
 from webapp.realtime.doorbell import RESYNC, Hub
+from webapp.realtime.periodic import PeriodicCheck
 
-log = logging.getLogger("tidings.resync")
 
+class StreamResync(PeriodicCheck):
+    what = "stream resync check"
+    log = logging.getLogger("tidings.resync")
 
-class StreamResync:
     def __init__(self, hub: Hub, sessionmaker: async_sessionmaker[AsyncSession], interval_seconds: float) -> None:
+        super().__init__(interval_seconds)
         self.hub = hub
         self.sessionmaker = sessionmaker
-        self.interval_seconds = interval_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_seconds)
-            try:
-                await self.tick()
-            except (SQLAlchemyError, OSError) as exc:  # the database is back on a later tick
-                log.warning("stream resync check failed: %s", exc)
 
     async def tick(self) -> int:
         """One check over every open stream of this process; returns how many were told to resync.

@@ -170,4 +170,3 @@ class InboxStream:
                 return await query(NotificationService(session))
 
         return await asyncio.shield(run())
-

@@ -5,15 +5,23 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from webapp._cookies import parse_cookies
-from webapp.auth.middleware import REFRESH_COOKIE, session_cookies
+from webapp.auth.middleware import REFRESH_COOKIE, AuthInfo, session_cookies
 from webapp.auth.models import User
-from webapp.auth.schemas import LoginRequest, RegisterRequest, user_json
+from webapp.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest, session_json, user_json
 from webapp.auth.services import AccountService, LoginGuard, SessionService
 from webapp.errors import DomainError, RateLimited, Unauthorized, ValidationFailed
-from webapp.http import AppSettings, DbSession, client_address, current_user, require_user
+from webapp.http import (
+    AppSettings,
+    DbSession,
+    client_address,
+    current_user,
+    error_json,
+    require_user,
+    session_of,
+)
 from webapp.timeutil import common_timezones
 
 
@@ -93,8 +101,8 @@ class AuthPages(Controller):
     @post("/logout", status_code=HTTP_200_OK)
     async def logout(self, request: Request[Any, Any, Any], db_session: DbSession, settings: AppSettings) -> Redirect:
         refresh = parse_cookies(request.headers.get("cookie", "")).get(REFRESH_COOKIE)
-        if refresh:
-            await SessionService(db_session, settings).revoke(refresh)
+        user_id = request.user.id if request.user is not None else None
+        await SessionService(db_session, settings).log_out(user_id, session_of(request), refresh)
         return Redirect("/", cookies=session_cookies(settings, None))
 
     @get("/profile", guards=[require_user])
@@ -135,7 +143,7 @@ class AuthApi(Controller):
         self, data: JSONBody[RegisterRequest], db_session: DbSession, settings: AppSettings
     ) -> dict[str, Any]:
         user = await AccountService(db_session).register(data.email, data.password, data.name, data.timezone)
-        return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
+        return {"user": user_json(user), **session_json(await SessionService(db_session, settings).start(user))}
 
     @post("/auth/login", status_code=HTTP_200_OK)
     async def login(
@@ -146,7 +154,29 @@ class AuthApi(Controller):
         settings: AppSettings,
     ) -> dict[str, Any]:
         user = await log_in(request, data.email, data.password)
-        return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
+        return {"user": user_json(user), **session_json(await SessionService(db_session, settings).start(user))}
+
+    @post("/auth/refresh", status_code=HTTP_200_OK)
+    async def refresh(
+        self, data: JSONBody[RefreshRequest], db_session: DbSession, settings: AppSettings
+    ) -> Response[dict[str, Any]]:
+        """A new access token and a new refresh token for one unused refresh token. A refresh
+        token used a second time ends its whole session (it must have leaked)."""
+        refreshed = await SessionService(db_session, settings).rotate(data.refresh_token)
+        if refreshed is None or refreshed.tokens is None:
+            # Answered, not raised: a reused token has just ended its session, and that must commit.
+            return error_json(401, "invalid_refresh_token", "The refresh token is not valid. Log in again.")
+        return Response(session_json(refreshed.tokens))
+
+    @post("/auth/logout", guards=[require_user], status_code=HTTP_204_NO_CONTENT)
+    async def logout(
+        self, request: Request[Any, Any, Any], db_session: DbSession, settings: AppSettings
+    ) -> Response[None]:
+        """Ends the session of the access token (or cookies) the request came with, at once."""
+        await SessionService(db_session, settings).log_out(current_user(request).id, session_of(request))
+        info = request.scope.get("auth")
+        cookies = session_cookies(settings, None) if isinstance(info, AuthInfo) and info.via == "cookie" else []
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=cookies)
 
     @get("/me", guards=[require_user])
     async def me(self, request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -4,6 +4,9 @@ endpoints; actions `mark_as_read {id}` and `mark_all_as_read`.
 
 The subscription identifier may carry `last_seq` to resume exactly where a client left off; plain
 ActionCable clients omit it and get everything from the moment they subscribe.
+
+A connection whose session ends (logout, a reused refresh token) is told ActionCable's
+`disconnect` with reason `unauthorized` and `reconnect: false`, and closed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from webapp.errors import DomainError
-from webapp.http import MAX_ROW_ID
+from webapp.http import MAX_ROW_ID, session_of
 from webapp.notifications.services import NotificationService
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.realtime.doorbell import Subscription
@@ -72,16 +75,28 @@ class CableConnection:
             return
         await self.send(type="welcome")
         deadline = token_deadline(self.socket)
+        session_over = asyncio.Event()
+        session = session_of(self.socket)
+        unwatch = self.state.doorbell.hub.sessions.watch(session, session_over.set) if session else None
         pinger = asyncio.create_task(self._ping(deadline))
         receiver = asyncio.create_task(self._receive())
         ended = asyncio.create_task(self.ended.wait())
+        over = asyncio.create_task(session_over.wait())
         try:
             # Returning ends the connection even if the client never took the close.
-            await asyncio.wait((receiver, ended), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((receiver, ended, over), return_when=asyncio.FIRST_COMPLETED)
+            if over in done:
+                stopping = (pinger, *self.subscriptions.values())
+                for stopped in stopping:
+                    stopped.cancel()  # nothing more of this session goes out
+                await asyncio.gather(*stopping, return_exceptions=True)
+                await self._disconnect("unauthorized", reconnect=False)
         finally:
-            for task in (pinger, receiver, ended, *self.subscriptions.values()):
+            if unwatch:
+                unwatch()
+            for task in (pinger, receiver, ended, over, *self.subscriptions.values()):
                 task.cancel()
-            await asyncio.gather(pinger, receiver, ended, *self.subscriptions.values(), return_exceptions=True)
+            await asyncio.gather(pinger, receiver, ended, over, *self.subscriptions.values(), return_exceptions=True)
 
     async def _receive(self) -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -94,11 +109,11 @@ class CableConnection:
             await asyncio.sleep(PING_SECONDS)
         await self._disconnect("token_expired")  # the client reconnects and authenticates again
 
-    async def _disconnect(self, reason: str) -> None:
-        """ActionCable's `disconnect` with reconnect true, then the close: the client reconnects
-        and subscribes again. Bounded in time, since a reader too slow to keep up may not take it."""
+    async def _disconnect(self, reason: str, reconnect: bool = True) -> None:
+        """ActionCable's `disconnect`, then the close: with `reconnect`, the client reconnects and
+        subscribes again. Bounded in time, since a reader too slow to keep up may not take it."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.send(type="disconnect", reason=reason, reconnect=True), DISCONNECT_SECONDS)
+            await asyncio.wait_for(self.send(type="disconnect", reason=reason, reconnect=reconnect), DISCONNECT_SECONDS)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=1000), DISCONNECT_SECONDS)
         self.ended.set()

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from webapp.http import require_user
+from webapp.http import require_user, session_of
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
 from webapp.web.stream_access import admit, parse_last_seq, take_slot, token_deadline
@@ -56,7 +56,7 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
     # Subscribing takes one of the user's slots at once (check and take in one step, so streams
     # opened together cannot all slip under the cap), and before the stream reads the database,
     # so nothing falls in between.
-    subscription = take_slot(state.doorbell.hub, user.id, state.stream_config)
+    subscription = take_slot(state.doorbell.hub, user.id, state.stream_config, session_of(request))
     stream = InboxStream(
         user_id=user.id,
         last_seq=last_seq,

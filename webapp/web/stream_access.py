@@ -34,11 +34,12 @@ def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) ->
     return user  # type: ignore[no-any-return]
 
 
-def take_slot(hub: Hub, user_id: int, config: StreamConfig) -> Subscription:
-    """Subscribes within the per-user cap; no await between the check and the subscription."""
+def take_slot(hub: Hub, user_id: int, config: StreamConfig, session: str | None = None) -> Subscription:
+    """Subscribes within the per-user cap; no await between the check and the subscription.
+    With `session`, the stream closes as soon as that session ends."""
     if hub.count(user_id) >= config.max_connections_per_user:
         raise TooManyConnections(detail=f"At most {config.max_connections_per_user} open streams per user.")
-    return hub.subscribe(user_id, config.queue_size)
+    return hub.subscribe(user_id, config.queue_size, session)
 
 
 def token_deadline(connection: ASGIConnection[Any, Any, Any, Any]) -> float | None:
