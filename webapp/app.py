@@ -29,6 +29,7 @@ from webapp.notifications.controllers import NotificationApi, NotificationPages
 from webapp.notifications.services import NotificationService
 from webapp.payments.gateway import TestPaymentGateway
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
+from webapp.realtime.access import SocketSlots
 from webapp.realtime.cable import cable
 from webapp.realtime.doorbell import Doorbell, LocalDoorbell, RedisDoorbell, set_doorbell
 from webapp.realtime.resync import StreamResync
@@ -38,8 +39,6 @@ from webapp.rendering import template_config
 from webapp.retry import RetryConflictsMiddleware
 from webapp.reviews.controllers import ReviewApi, ReviewPages
 from webapp.settings import Settings, get_settings
-
-LOGIN_FAILURES_PER_ADDRESS = 30
 
 
 @get("/healthz", include_in_schema=False)
@@ -79,9 +78,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.redis = redis
         app.state.payment_gateway = TestPaymentGateway()
         app.state.login_guard = LoginGuard(
-            per_account=RateLimiter(counter, settings.login_attempts_per_window, settings.login_window_seconds),
-            per_address=RateLimiter(counter, LOGIN_FAILURES_PER_ADDRESS, settings.login_window_seconds),
+            per_account_address=RateLimiter(counter, settings.login_attempts_per_window, settings.login_window_seconds),
+            per_address=RateLimiter(counter, settings.login_attempts_per_address, settings.login_window_seconds),
+            per_account=RateLimiter(counter, settings.login_attempts_per_account_per_hour, 3600),
         )
+        app.state.registration_limiter = RateLimiter(counter, settings.registrations_per_hour, 3600)
+        app.state.invitation_limiter = RateLimiter(counter, settings.invitations_per_hour, 3600)
         app.state.announcement_limiter = RateLimiter(counter, settings.announcements_per_hour, 3600)
         app.state.stream_config = StreamConfig(
             heartbeat_seconds=settings.stream_heartbeat_seconds,
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         doorbell: Doorbell = RedisDoorbell.from_settings(settings) if settings.redis_url else LocalDoorbell()
         app.state.doorbell = doorbell
+        app.state.cable_sockets = SocketSlots()
         set_doorbell(doorbell)
         await doorbell.start()
         # Rings can be lost (a crash after commit, Redis down): streams still catch up from the

@@ -10,12 +10,15 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from webapp.errors import RateLimited
+
 log = logging.getLogger("tidings.ratelimit")
 
 
 class Counter(Protocol):
     async def hit(self, key: str, window_seconds: int) -> int: ...
     async def peek(self, key: str, window_seconds: int) -> int: ...
+    async def forget(self, key: str, window_seconds: int) -> None: ...
 
 
 class MemoryCounter:
@@ -56,6 +59,19 @@ class MemoryCounter:
         start, count, _ = self._windows.get(key, (-1, 0, 0.0))
         return count if start == self._window(window_seconds) else 0
 
+    async def forget(self, key: str, window_seconds: int) -> None:
+        start, count, end = self._windows.get(key, (-1, 0, 0.0))
+        if start == self._window(window_seconds) and count > 0:
+            self._windows[key] = (start, count - 1, end)
+
+
+# One step in Redis, so a release never drives a count below zero nor revives an expired key.
+_DECREMENT_IF_POSITIVE = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 
 class RedisCounter:
     """Shared by every process. If Redis is unreachable the limits fail open (and say so in
@@ -80,6 +96,12 @@ class RedisCounter:
             return 0
         return int(count)
 
+    async def forget(self, key: str, window_seconds: int) -> None:
+        try:
+            await self._redis.eval(_DECREMENT_IF_POSITIVE, 1, self._key(key, window_seconds))
+        except RedisError as exc:
+            log.warning("rate limit not released, Redis unavailable: %s", exc)
+
     async def peek(self, key: str, window_seconds: int) -> int:
         try:
             value = await self._redis.get(self._key(key, window_seconds))
@@ -100,6 +122,24 @@ class RateLimiter:
 
     async def record(self, key: str) -> None:
         await self.counter.hit(key, self.window_seconds)
+
+    async def take(self, key: str) -> bool:
+        """Counts one attempt and says whether it is within the limit, in one step: the count
+        comes back from the same atomic increment (Redis INCR, or a memory update with no await
+        in between), so attempts made at the same moment cannot all pass a check made before
+        any of them was counted."""
+        return await self.counter.hit(key, self.window_seconds) <= self.limit
+
+    async def enforce(self, key: str, message: str) -> None:
+        """Counts an attempt, or refuses it (429 with Retry-After) once the window is full;
+        a refused attempt is not counted, so the window still ends when it would have."""
+        if not await self.take(key):
+            await self.give_back(key)
+            raise RateLimited(message, retry_after=self.retry_after())
+
+    async def give_back(self, key: str) -> None:
+        """Un-counts an attempt that turned out not to be abuse (a login that succeeded)."""
+        await self.counter.forget(key, self.window_seconds)
 
     def retry_after(self) -> int:
         return self.window_seconds - int(time.time()) % self.window_seconds

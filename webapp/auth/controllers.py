@@ -5,15 +5,16 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp._cookies import parse_cookies
 from webapp.auth.middleware import REFRESH_COOKIE, session_cookies
 from webapp.auth.models import User
-from webapp.auth.schemas import LoginRequest, RegisterRequest, user_json
-from webapp.auth.services import AccountService, LoginGuard, SessionService
+from webapp.auth.schemas import LoginRequest, PasswordChange, RegisterRequest, user_json
+from webapp.auth.services import AccountService, LoginGuard, SessionService, count_registration
 from webapp.errors import DomainError, RateLimited, Unauthorized, ValidationFailed
-from webapp.http import AppSettings, DbSession, client_address, current_user, require_user
+from webapp.http import AppSettings, DbSession, client_address, current_user, require_user, retry_headers
 from webapp.timeutil import common_timezones
 
 
@@ -27,15 +28,23 @@ def safe_next(target: str | None) -> str:
 async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> User:
     """Checks the credentials on a read-only session, so the password hash (slow on purpose)
     is never verified while this request holds a write lock."""
-    guard: LoginGuard = request.app.state.login_guard
-    address = client_address(request)
-    await guard.check(email, address)
-    try:
+
+    async def authenticate() -> User:
         async with request.app.state.reader_sessionmaker() as reader:
             return await AccountService(reader).authenticate(email, password)
-    except Unauthorized:
-        await guard.record_failure(email, address)  # Redis, after the read session has closed
-        raise
+
+    guard: LoginGuard = request.app.state.login_guard
+    return await guard.verify(email, client_address(request), authenticate)
+
+
+async def change_password(request: Request[Any, Any, Any], session: AsyncSession, current: str, new: str) -> None:
+    """The current password is a password check like a login (same limits); the new one is
+    hashed before the update opens the transaction."""
+    user = current_user(request)
+    accounts = AccountService(session)
+    guard: LoginGuard = request.app.state.login_guard
+    await guard.verify(user.email, client_address(request), lambda: accounts.verify_password(user, current))
+    await accounts.change_password(user, new)
 
 
 class AuthPages(Controller):
@@ -59,6 +68,7 @@ class AuthPages(Controller):
                 "login.html",
                 context={"next": target, "errors": {"form": exc.message}, "form": {"email": email}},
                 status_code=exc.status_code,
+                headers=retry_headers(exc),
             )
         tokens = await SessionService(db_session, settings).start(user)
         return Redirect(target, cookies=session_cookies(settings, tokens))
@@ -75,6 +85,7 @@ class AuthPages(Controller):
     ) -> Response[Any]:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         try:
+            await count_registration(request.app.state.registration_limiter, client_address(request))
             user = await AccountService(db_session).register(
                 form.get("email", ""), form.get("password", ""), form.get("name", ""), form.get("timezone", "UTC")
             )
@@ -86,6 +97,7 @@ class AuthPages(Controller):
                 "register.html",
                 context={"errors": errors, "form": form, "timezones": common_timezones()},
                 status_code=exc.status_code,
+                headers=retry_headers(exc),
             )
         tokens = await SessionService(db_session, settings).start(user)
         return Redirect("/", cookies=session_cookies(settings, tokens))
@@ -132,8 +144,13 @@ class AuthApi(Controller):
 
     @post("/auth/register", status_code=HTTP_201_CREATED)
     async def register(
-        self, data: JSONBody[RegisterRequest], db_session: DbSession, settings: AppSettings
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RegisterRequest],
+        db_session: DbSession,
+        settings: AppSettings,
     ) -> dict[str, Any]:
+        await count_registration(request.app.state.registration_limiter, client_address(request))
         user = await AccountService(db_session).register(data.email, data.password, data.name, data.timezone)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
@@ -147,6 +164,13 @@ class AuthApi(Controller):
     ) -> dict[str, Any]:
         user = await log_in(request, data.email, data.password)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
+
+    @post("/auth/password", guards=[require_user], status_code=HTTP_204_NO_CONTENT)
+    async def change_password(
+        self, request: Request[Any, Any, Any], data: JSONBody[PasswordChange], db_session: DbSession
+    ) -> None:
+        """Changes the signed-in user's password: 401 for a wrong current one, 422 for a weak new one."""
+        await change_password(request, db_session, data.current_password, data.new_password)
 
     @get("/me", guards=[require_user])
     async def me(self, request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -19,6 +19,11 @@ class LoginRequest(msgspec.Struct):
     password: str
 
 
+class PasswordChange(msgspec.Struct):
+    current_password: str
+    new_password: str
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
