@@ -21,6 +21,8 @@ from webapp.auth.passwords import password_problem
 from webapp.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
 from webapp.db import utcnow
 from webapp.errors import Conflict, RateLimited, Unauthorized, ValidationFailed
+from webapp.groups.models import Invitation
+from webapp.outbox.services import enqueue_after_commit
 from webapp.ratelimit import RateLimiter
 from webapp.settings import Settings
 from webapp.timeutil import is_valid_timezone
@@ -40,6 +42,10 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def is_valid_email(email: str) -> bool:
+    return bool(EMAIL_PATTERN.match(email)) and len(email) <= 254
 
 
 def validate_profile(name: str, timezone: str) -> dict[str, str]:
@@ -66,7 +72,7 @@ class AccountService:
     async def register(self, email: str, password: str, name: str, timezone: str = "UTC", role: str = "member") -> User:
         email = normalize_email(email)
         errors = validate_profile(name, timezone)
-        if not EMAIL_PATTERN.match(email) or len(email) > 254:
+        if not is_valid_email(email):
             errors["email"] = "Enter a valid email address."
         problem = password_problem(password)
         if problem:
@@ -86,7 +92,22 @@ class AccountService:
                 await self.session.flush()
         except IntegrityError:
             raise Conflict(EMAIL_UNAVAILABLE, code="email_taken") from None
+        await self._claim_invitations(user)
         return user
+
+    async def _claim_invitations(self, user: User) -> None:
+        """Group invitations sent to this address before it had an account become this user's,
+        and are told to them like any other invitation. (Here rather than in the groups
+        service, which depends on this one.)"""
+        waiting = await self.session.scalars(
+            select(Invitation).where(
+                Invitation.invitee_email == user.email, Invitation.invitee_id.is_(None), Invitation.status == "pending"
+            )
+        )
+        for invitation in waiting:
+            invitation.invitee_id = user.id
+            await self.session.flush()
+            enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
 
     async def authenticate(self, email: str, password: str) -> User:
         user = await self.find_by_email(email)

@@ -100,9 +100,7 @@ class GroupPages(Controller):
             return await self._detail(
                 request, db_session, group_id, exc.fields or {"email": exc.message}, status=exc.status_code
             )
-        return await self._detail(
-            request, db_session, group_id, notice=f"Invitation sent to {invitation.invitee.name}."
-        )
+        return await self._detail(request, db_session, group_id, notice=f"Invitation sent to {invitation.address}.")
 
     @post("/invitations/{invitation_id:int}/{answer:str}", status_code=HTTP_200_OK)
     async def answer(
