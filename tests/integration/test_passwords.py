@@ -7,7 +7,7 @@ import pytest
 
 from tests.api import bearer, register
 from tests.conftest import DEFAULT_PASSWORD
-from tests.integration.pages import post_form
+from tests.integration.pages import post_form, register_in_browser
 
 TOO_SHORT = "Use at least 10 characters."
 
@@ -77,3 +77,36 @@ async def test_a_password_change_needs_the_current_password_and_a_good_new_one(c
     assert (await client.post("/api/v1/auth/login", json=login)).status_code == 401
     new_login = {"email": "changer@example.com", "password": "a new long passphrase"}
     assert (await client.post("/api/v1/auth/login", json=new_login)).status_code == 200
+
+
+async def test_the_profile_page_changes_the_password_with_messages_on_its_fields(client):
+    await register_in_browser(client, "pager@example.com")
+    page = await client.get("/profile")
+    assert 'action="/profile/password"' in page.text
+
+    wrong = await post_form(
+        client, "/profile/password", {"current_password": "not-it-at-all", "new_password": "a fine passphrase"}
+    )
+    assert wrong.status_code == 401 and "Your current password is wrong." in wrong.text
+    weak = await post_form(
+        client, "/profile/password", {"current_password": DEFAULT_PASSWORD, "new_password": "qwertyuiop"}
+    )
+    assert weak.status_code == 422 and "This is one of the most common passwords" in weak.text
+    done = await post_form(
+        client, "/profile/password", {"current_password": DEFAULT_PASSWORD, "new_password": "a fine passphrase"}
+    )
+    assert done.status_code == 200 and "Password changed." in done.text
+    old = await post_form(client, "/login", {"email": "pager@example.com", "password": DEFAULT_PASSWORD})
+    assert old.status_code == 401
+    new = await post_form(client, "/login", {"email": "pager@example.com", "password": "a fine passphrase"})
+    assert new.status_code in (302, 303), new.text
+
+
+async def test_a_refused_login_page_says_when_to_try_again(client):
+    await register(client, email="paged@example.com")
+    for _ in range(5):
+        wrong = await post_form(client, "/login", {"email": "paged@example.com", "password": "not-it-at-all"})
+        assert wrong.status_code == 401
+    refused = await post_form(client, "/login", {"email": "paged@example.com", "password": DEFAULT_PASSWORD})
+    assert refused.status_code == 429 and "Too many failed attempts" in refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 300

@@ -122,6 +122,24 @@ class AuthPages(Controller):
             },
         )
 
+    @post("/profile/password", guards=[require_user], status_code=HTTP_200_OK)
+    async def change_password(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        form = {k: str(v) for k, v in dict(await request.form()).items()}
+        user = current_user(request)
+        context = {"form": {"name": user.name, "timezone": user.timezone}, "timezones": common_timezones()}
+        try:
+            await change_password(request, db_session, form.get("current_password", ""), form.get("new_password", ""))
+        except DomainError as exc:
+            await db_session.rollback()
+            errors = exc.fields or {"current_password": exc.message}
+            return Template(
+                "profile.html",
+                context={**context, "errors": {}, "password_errors": errors, "saved": False},
+                status_code=exc.status_code,
+                headers=retry_headers(exc),
+            )
+        return Template("profile.html", context={**context, "errors": {}, "saved": False, "password_changed": True})
+
     @post("/profile", guards=[require_user], status_code=HTTP_200_OK)
     async def update_profile(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
