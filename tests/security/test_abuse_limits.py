@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.security.conftest import Accounts
-from tests.services import LiveServer
+from tests.services import REDIS_URL, LiveServer, missing_service, redis_available
 from webapp.auth.models import User
 from webapp.groups.models import GroupMember, Invitation
 
@@ -274,3 +274,51 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(
     # Another client behind the same proxy has limits of its own.
     elsewhere = await http.post(LOGIN, json={"email": email, "password": "nope-nope"}, headers=via(other))
     assert elsewhere.status_code == 401
+
+
+# --- the same limit counted in Redis (scaled mode) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A web process of a scaled deployment: its limits are counted in Redis."""
+    if not redis_available():
+        missing_service(f"Redis is not answering at {REDIS_URL}")
+    live = LiveServer(
+        {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": TEST_SECRET,
+            "LOG_LEVEL": "WARNING",
+            "REDIS_URL": REDIS_URL,
+            "REDIS_NAMESPACE": f"tidings-test-{uuid.uuid4().hex[:8]}",
+            "TRUSTED_PROXIES": "127.0.0.1",
+        },
+        tmp_path_factory.mktemp("redis-limits") / "server.log",
+    )
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+async def test_a_hundred_parallel_guesses_counted_in_redis_check_at_most_the_limit(
+    redis_server: LiveServer, session: AsyncSession
+) -> None:
+    email = await new_user(session, PasswordHasher())
+    attacker = fresh_address()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=redis_server.url, timeout=60, limits=limits) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(LOGIN, json={"email": email, "password": f"guess-{n}"}, headers=via(attacker))
+                for n in range(100)
+            )
+        )
+        statuses = Counter(response.status_code for response in answers)
+        print(f"Redis: 100 parallel wrong guesses: {statuses[401]} checked (401), {statuses[429]} refused (429)")
+        assert statuses == {401: PER_ACCOUNT_AND_ADDRESS, 429: 100 - PER_ACCOUNT_AND_ADDRESS}
+        owner = await client.post(
+            LOGIN, json={"email": email, "password": DEFAULT_PASSWORD}, headers=via(fresh_address())
+        )
+        assert owner.status_code == 200, owner.text
