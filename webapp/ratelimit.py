@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -19,6 +19,9 @@ class Counter(Protocol):
     async def hit(self, key: str, window_seconds: int) -> int: ...
     async def peek(self, key: str, window_seconds: int) -> int: ...
     async def forget(self, key: str, window_seconds: int) -> None: ...
+    # Several keys in one step (one Redis round trip): (key, window_seconds) each.
+    async def hit_many(self, keys: Sequence[tuple[str, int]]) -> list[int]: ...
+    async def forget_many(self, keys: Sequence[tuple[str, int]]) -> None: ...
 
 
 class MemoryCounter:
@@ -64,6 +67,13 @@ class MemoryCounter:
         if start == self._window(window_seconds) and count > 0:
             self._windows[key] = (start, count - 1, end)
 
+    async def hit_many(self, keys: Sequence[tuple[str, int]]) -> list[int]:
+        return [await self.hit(key, window) for key, window in keys]  # hit never suspends
+
+    async def forget_many(self, keys: Sequence[tuple[str, int]]) -> None:
+        for key, window in keys:
+            await self.forget(key, window)
+
 
 # One step in Redis, so a release never drives a count below zero nor revives an expired key.
 _DECREMENT_IF_POSITIVE = """
@@ -85,20 +95,30 @@ class RedisCounter:
         return f"{self._prefix}:{key}:{int(time.time() // window_seconds)}"
 
     async def hit(self, key: str, window_seconds: int) -> int:
-        redis_key = self._key(key, window_seconds)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(redis_key)
-                pipe.expire(redis_key, window_seconds)
-                count, _ = await pipe.execute()
-        except RedisError as exc:
-            log.warning("rate limit not recorded, Redis unavailable: %s", exc)
-            return 0
-        return int(count)
+        return (await self.hit_many([(key, window_seconds)]))[0]
 
     async def forget(self, key: str, window_seconds: int) -> None:
+        await self.forget_many([(key, window_seconds)])
+
+    async def hit_many(self, keys: Sequence[tuple[str, int]]) -> list[int]:
         try:
-            await self._redis.eval(_DECREMENT_IF_POSITIVE, 1, self._key(key, window_seconds))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, window_seconds in keys:
+                    redis_key = self._key(key, window_seconds)
+                    pipe.incr(redis_key)
+                    pipe.expire(redis_key, window_seconds)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            log.warning("rate limit not recorded, Redis unavailable: %s", exc)
+            return [0] * len(keys)
+        return [int(count) for count in replies[::2]]
+
+    async def forget_many(self, keys: Sequence[tuple[str, int]]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, window_seconds in keys:
+                    pipe.eval(_DECREMENT_IF_POSITIVE, 1, self._key(key, window_seconds))
+                await pipe.execute()
         except RedisError as exc:
             log.warning("rate limit not released, Redis unavailable: %s", exc)
 

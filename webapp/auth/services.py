@@ -171,41 +171,39 @@ class LoginGuard:
     """
 
     def __init__(self, per_account_address: RateLimiter, per_address: RateLimiter, per_account: RateLimiter) -> None:
+        if not per_account_address.counter is per_address.counter is per_account.counter:
+            raise ValueError("the login limits count in one store")  # one round trip for all three
+        self.counter = per_account_address.counter
         self.per_account_address = per_account_address
         self.per_address = per_address
         self.per_account = per_account
 
-    def _limits(self, email: str, address: str) -> tuple[tuple[RateLimiter, str], ...]:
+    def _keys(self, email: str, address: str) -> list[tuple[RateLimiter, str]]:
         account = normalize_email(email)
-        return (
+        return [
             (self.per_account_address, f"login:acct-addr:{account}|{address}"),
             (self.per_address, f"login:addr:{address}"),
             (self.per_account, f"login:acct:{account}"),
-        )
+        ]
 
     async def verify(self, email: str, address: str, check: Callable[[], Awaitable[_T]]) -> _T:
         """Runs `check` (which raises Unauthorized on a wrong password) within the limits."""
-        limits = self._limits(email, address)
-        taken: list[tuple[RateLimiter, str]] = []
-        for limiter, key in limits:
-            taken.append((limiter, key))
-            if not await limiter.take(key):
-                await self._give_back(taken)  # refused: not a check that ran
+        limits = self._keys(email, address)
+        windows = [(key, limiter.window_seconds) for limiter, key in limits]
+        counts = await self.counter.hit_many(windows)  # one atomic step, before the check
+        for (limiter, _), count in zip(limits, counts, strict=True):
+            if count > limiter.limit:
+                await self.counter.forget_many(windows)  # refused: not a check that ran
                 raise RateLimited("Too many failed attempts. Try again later.", retry_after=limiter.retry_after())
         try:
             result = await check()
         except Unauthorized:
             raise  # a failed check stays counted
         except BaseException:
-            await self._give_back(taken)
+            await self.counter.forget_many(windows)
             raise
-        await self._give_back(taken)  # only failures count against anyone
+        await self.counter.forget_many(windows)  # only failures count against anyone
         return result
-
-    @staticmethod
-    async def _give_back(taken: list[tuple[RateLimiter, str]]) -> None:
-        for limiter, key in taken:
-            await limiter.give_back(key)
 
 
 class SessionService:
