@@ -40,8 +40,7 @@ from webapp.web.groups import GroupApi, GroupPages
 from webapp.web.notifications import NotificationApi, NotificationPages
 from webapp.web.reviews import ReviewApi, ReviewPages
 from webapp.web.sse import api_stream, page_stream
-
-LOGIN_FAILURES_PER_ADDRESS = 30
+from webapp.web.stream_access import SocketSlots
 
 
 @get("/healthz", include_in_schema=False)
@@ -81,9 +80,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.redis = redis
         app.state.payment_gateway = TestPaymentGateway()
         app.state.login_guard = LoginGuard(
-            per_account=RateLimiter(counter, settings.login_attempts_per_window, settings.login_window_seconds),
-            per_address=RateLimiter(counter, LOGIN_FAILURES_PER_ADDRESS, settings.login_window_seconds),
+            per_account_address=RateLimiter(counter, settings.login_attempts_per_window, settings.login_window_seconds),
+            per_address=RateLimiter(counter, settings.login_attempts_per_address, settings.login_window_seconds),
+            per_account=RateLimiter(counter, settings.login_attempts_per_account_per_hour, 3600),
         )
+        app.state.registration_limiter = RateLimiter(counter, settings.registrations_per_hour, 3600)
+        app.state.invitation_limiter = RateLimiter(counter, settings.invitations_per_hour, 3600)
         app.state.announcement_limiter = RateLimiter(counter, settings.announcements_per_hour, 3600)
         app.state.stream_config = StreamConfig(
             heartbeat_seconds=settings.stream_heartbeat_seconds,
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         hub = Hub(sessions=EndedSessions(settings.access_token_seconds))
         doorbell: Doorbell = RedisDoorbell.from_settings(settings, hub) if settings.redis_url else LocalDoorbell(hub)
         app.state.doorbell = doorbell
+        app.state.cable_sockets = SocketSlots()
         set_doorbell(doorbell)
         await doorbell.start()
         # Ended sessions reach this process by the doorbell; the database covers lost rings and

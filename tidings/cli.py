@@ -39,7 +39,10 @@ def serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
         log_config=uvicorn_log_config(settings.log_level),
+        # The scheme and client address of X-Forwarded-* are believed from TRUSTED_PROXIES only
+        # (uvicorn's own default would believe any local process).
         proxy_headers=True,
+        forwarded_allow_ips=[str(network) for network in settings.trusted_proxies.networks],
         timeout_graceful_shutdown=5,
     )
     StreamClosingServer(config, app).run()

@@ -6,6 +6,7 @@ browser is sent to the login page. No stack trace ever reaches a user.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.auth.models import User
 from webapp.db import is_retryable, is_unavailable
 from webapp.errors import DomainError, RateLimited
-from webapp.settings import Settings
+from webapp.settings import Settings, TrustedProxies
 
 log = logging.getLogger("tidings.http")
 # Set on the ASGI scope when a request failed on a conflict worth running it again for.
@@ -91,7 +92,26 @@ def session_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address rate limits key on: the peer, or, when the peer is a configured proxy
+    (TRUSTED_PROXIES), the address that proxy saw."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = request.app.state.settings.trusted_proxies
+    return forwarded_client(peer, request.headers.getall("x-forwarded-for", []), trusted)
+
+
+def forwarded_client(peer: str, forwarded_for: list[str], trusted: TrustedProxies) -> str:
+    """Walks X-Forwarded-For from the right (the hop nearest to us) past trusted proxies: the
+    first address not among them is the client. Entries to its left are whatever the client
+    wrote and are never believed; without a trusted peer the header is ignored altogether."""
+    address = peer
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+    while address in trusted and hops:
+        hop = hops.pop()
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break  # garbage from a hop we trust to append, not to write: stop at what we know
+    return address
 
 
 def is_api(request: Request[Any, Any, Any]) -> bool:
@@ -112,8 +132,13 @@ def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Re
     return Template("error.html", context={"status": status, "message": message}, status_code=status)
 
 
+def retry_headers(exc: DomainError) -> dict[str, str] | None:
+    """Retry-After for a refusal by a rate limit, also when a page answers it with its own form."""
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+
+
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = retry_headers(exc)
     if is_api(request):
         response = error_json(exc.status_code, exc.code, exc.message, fields=exc.fields)
     else:

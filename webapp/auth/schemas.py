@@ -24,6 +24,11 @@ class RefreshRequest(msgspec.Struct):
     refresh_token: str
 
 
+class PasswordChange(msgspec.Struct):
+    current_password: str
+    new_password: str
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,

@@ -29,7 +29,8 @@ def invitation_json(invitation: Invitation) -> dict[str, Any]:
         "id": invitation.id,
         "group": {"id": invitation.group.id, "name": invitation.group.name},
         "inviter": {"id": invitation.inviter.id, "name": invitation.inviter.name},
-        "invitee": {"id": invitation.invitee.id, "name": invitation.invitee.name, "email": invitation.invitee.email},
+        # Only the address: the invitee's name would tell the inviter that it has an account.
+        "invitee": {"email": invitation.address},
         "status": invitation.status,
         "created_at": invitation.created_at.isoformat(),
     }

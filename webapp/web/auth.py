@@ -6,13 +6,15 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp._cookies import parse_cookies
 from webapp.auth.middleware import REFRESH_COOKIE, AuthInfo, session_cookies
 from webapp.auth.models import User
-from webapp.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest, session_json, user_json
-from webapp.auth.services import AccountService, LoginGuard, SessionService
+from webapp.auth.schemas import LoginRequest, PasswordChange, RefreshRequest, RegisterRequest, session_json, user_json
+from webapp.auth.services import AccountService, LoginGuard, SessionService, count_registration
 from webapp.errors import DomainError, RateLimited, Unauthorized, ValidationFailed
+from webapp.groups.services import GroupService
 from webapp.http import (
     AppSettings,
     DbSession,
@@ -20,6 +22,7 @@ from webapp.http import (
     current_user,
     error_json,
     require_user,
+    retry_headers,
     session_of,
 )
 from webapp.timeutil import common_timezones
@@ -32,18 +35,33 @@ def safe_next(target: str | None) -> str:
     return "/"
 
 
+async def sign_up(session: AsyncSession, email: str, password: str, name: str, timezone: str) -> User:
+    """A new account, which takes over the group invitations already waiting for its address."""
+    user = await AccountService(session).register(email, password, name, timezone)
+    await GroupService(session).claim_invitations(user)
+    return user
+
+
 async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> User:
     """Checks the credentials on a read-only session, so the password hash (slow on purpose)
     is never verified while this request holds a write lock."""
-    guard: LoginGuard = request.app.state.login_guard
-    address = client_address(request)
-    await guard.check(email, address)
-    try:
+
+    async def authenticate() -> User:
         async with request.app.state.reader_sessionmaker() as reader:
             return await AccountService(reader).authenticate(email, password)
-    except Unauthorized:
-        await guard.record_failure(email, address)  # Redis, after the read session has closed
-        raise
+
+    guard: LoginGuard = request.app.state.login_guard
+    return await guard.verify(email, client_address(request), authenticate)
+
+
+async def change_password(request: Request[Any, Any, Any], session: AsyncSession, current: str, new: str) -> None:
+    """The current password is a password check like a login (same limits); the new one is
+    hashed before the update opens the transaction."""
+    user = current_user(request)
+    accounts = AccountService(session)
+    guard: LoginGuard = request.app.state.login_guard
+    await guard.verify(user.email, client_address(request), lambda: accounts.verify_password(user, current))
+    await accounts.change_password(user, new)
 
 
 class AuthPages(Controller):
@@ -67,6 +85,7 @@ class AuthPages(Controller):
                 "login.html",
                 context={"next": target, "errors": {"form": exc.message}, "form": {"email": email}},
                 status_code=exc.status_code,
+                headers=retry_headers(exc),
             )
         tokens = await SessionService(db_session, settings).start(user)
         return Redirect(target, cookies=session_cookies(settings, tokens))
@@ -83,8 +102,13 @@ class AuthPages(Controller):
     ) -> Response[Any]:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         try:
-            user = await AccountService(db_session).register(
-                form.get("email", ""), form.get("password", ""), form.get("name", ""), form.get("timezone", "UTC")
+            await count_registration(request.app.state.registration_limiter, client_address(request))
+            user = await sign_up(
+                db_session,
+                form.get("email", ""),
+                form.get("password", ""),
+                form.get("name", ""),
+                form.get("timezone", "UTC"),
             )
         except DomainError as exc:
             await db_session.rollback()
@@ -94,6 +118,7 @@ class AuthPages(Controller):
                 "register.html",
                 context={"errors": errors, "form": form, "timezones": common_timezones()},
                 status_code=exc.status_code,
+                headers=retry_headers(exc),
             )
         tokens = await SessionService(db_session, settings).start(user)
         return Redirect("/", cookies=session_cookies(settings, tokens))
@@ -118,6 +143,24 @@ class AuthPages(Controller):
             },
         )
 
+    @post("/profile/password", guards=[require_user], status_code=HTTP_200_OK)
+    async def change_password(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        form = {k: str(v) for k, v in dict(await request.form()).items()}
+        user = current_user(request)
+        context = {"form": {"name": user.name, "timezone": user.timezone}, "timezones": common_timezones()}
+        try:
+            await change_password(request, db_session, form.get("current_password", ""), form.get("new_password", ""))
+        except DomainError as exc:
+            await db_session.rollback()
+            errors = exc.fields or {"current_password": exc.message}
+            return Template(
+                "profile.html",
+                context={**context, "errors": {}, "password_errors": errors, "saved": False},
+                status_code=exc.status_code,
+                headers=retry_headers(exc),
+            )
+        return Template("profile.html", context={**context, "errors": {}, "saved": False, "password_changed": True})
+
     @post("/profile", guards=[require_user], status_code=HTTP_200_OK)
     async def update_profile(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
@@ -140,9 +183,14 @@ class AuthApi(Controller):
 
     @post("/auth/register", status_code=HTTP_201_CREATED)
     async def register(
-        self, data: JSONBody[RegisterRequest], db_session: DbSession, settings: AppSettings
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RegisterRequest],
+        db_session: DbSession,
+        settings: AppSettings,
     ) -> dict[str, Any]:
-        user = await AccountService(db_session).register(data.email, data.password, data.name, data.timezone)
+        await count_registration(request.app.state.registration_limiter, client_address(request))
+        user = await sign_up(db_session, data.email, data.password, data.name, data.timezone)
         return {"user": user_json(user), **session_json(await SessionService(db_session, settings).start(user))}
 
     @post("/auth/login", status_code=HTTP_200_OK)
@@ -177,6 +225,13 @@ class AuthApi(Controller):
         info = request.scope.get("auth")
         cookies = session_cookies(settings, None) if isinstance(info, AuthInfo) and info.via == "cookie" else []
         return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=cookies)
+
+    @post("/auth/password", guards=[require_user], status_code=HTTP_204_NO_CONTENT)
+    async def change_password(
+        self, request: Request[Any, Any, Any], data: JSONBody[PasswordChange], db_session: DbSession
+    ) -> None:
+        """Changes the signed-in user's password: 401 for a wrong current one, 422 for a weak new one."""
+        await change_password(request, db_session, data.current_password, data.new_password)
 
     @get("/me", guards=[require_user])
     async def me(self, request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ log = logging.getLogger("tidings.cable")
 PROTOCOL = "actioncable-v1-json"
 CHANNEL = "NotificationsChannel"
 PING_SECONDS = 3.0
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 §7.4.1: the server is overloaded for this client
 DISCONNECT_SECONDS = 20.0  # how long a stalled client may take to read its disconnect before it is cut off
 
 
@@ -73,6 +74,18 @@ class CableConnection:
             await self.send(type="disconnect", reason="unauthorized", reconnect=False)
             await self.socket.close(code=1000)
             return
+        sockets = self.state.cable_sockets
+        if not sockets.take(self.user.id, self.state.stream_config.max_connections_per_user):
+            # As ActionCable's reject_unauthorized_connection, with the reason: no reconnect loop.
+            await self.send(type="disconnect", reason="too_many_connections", reconnect=False)
+            await self.socket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many connections")
+            return
+        try:
+            await self._serve()
+        finally:
+            sockets.release(self.user.id)
+
+    async def _serve(self) -> None:
         await self.send(type="welcome")
         deadline = token_deadline(self.socket)
         session_over = asyncio.Event()

@@ -90,17 +90,17 @@ class GroupPages(Controller):
     async def invite(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: RowId) -> Template:
         email = str(dict(await request.form()).get("email", ""))
         try:
-            invitation = await GroupService(db_session).invite(current_user(request), group_id, email)
+            invitation = await GroupService(db_session).invite(
+                current_user(request), group_id, email, limiter=request.app.state.invitation_limiter
+            )
         except DomainError as exc:
-            if exc.status_code == 404:
-                raise
+            if exc.status_code in (404, 429):
+                raise  # no such group, or too many invitations (an error page with Retry-After)
             await db_session.rollback()
             return await self._detail(
                 request, db_session, group_id, exc.fields or {"email": exc.message}, status=exc.status_code
             )
-        return await self._detail(
-            request, db_session, group_id, notice=f"Invitation sent to {invitation.invitee.name}."
-        )
+        return await self._detail(request, db_session, group_id, notice=f"Invitation sent to {invitation.address}.")
 
     @post("/invitations/{invitation_id:int}/{answer:str}", status_code=HTTP_200_OK)
     async def answer(
@@ -187,7 +187,9 @@ class GroupApi(Controller):
         db_session: DbSession,
         group_id: RowId,
     ) -> dict[str, Any]:
-        return invitation_json(await GroupService(db_session).invite(current_user(request), group_id, data.email))
+        limiter = request.app.state.invitation_limiter
+        invitation = await GroupService(db_session).invite(current_user(request), group_id, data.email, limiter=limiter)
+        return invitation_json(invitation)
 
     @post("/invitations/{invitation_id:int}/accept", status_code=HTTP_200_OK)
     async def accept(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -16,6 +17,27 @@ from webapp.settings import Settings
 
 class TooManyConnections(HTTPException):
     status_code = 429
+
+
+class SocketSlots:
+    """Open `/cable` sockets per user in this process. A socket costs memory and a ping task even
+    before it subscribes, so sockets are capped like streams (STREAM_MAX_CONNECTIONS_PER_USER);
+    each subscription on a socket also takes a stream slot."""
+
+    def __init__(self) -> None:
+        self._open: Counter[int] = Counter()
+
+    def take(self, user_id: int, cap: int) -> bool:
+        """Takes a slot if one is free; no await between the check and the take."""
+        if self._open[user_id] >= cap:
+            return False
+        self._open[user_id] += 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
 
 
 def origin_allowed(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> bool:
