@@ -11,10 +11,11 @@ from typing import Any
 from litestar import Litestar, Request, get
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
@@ -22,7 +23,9 @@ from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
 from webapp.bookings.payment_gateway import TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
+from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, provide_db_session, provide_settings
+from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
 from webapp.notifications.stream import StreamConfig
@@ -31,6 +34,7 @@ from webapp.realtime.doorbell import Doorbell, Hub, LocalDoorbell, RedisDoorbell
 from webapp.realtime.ended_sessions import EndedSessions
 from webapp.rendering import template_config
 from webapp.retry import RetryConflictsMiddleware
+from webapp.schema_ui import VendoredSwaggerUI
 from webapp.settings import Settings, get_settings
 from webapp.web.auth import AuthApi, AuthPages
 from webapp.web.bookings import BookingApi, BookingPages
@@ -56,6 +60,19 @@ async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
         return
     async with request.app.state.reader_sessionmaker() as session:
         request.state.inbox = await NotificationService(session).state(user.id)
+
+
+class Tidings(Litestar):
+    """The app, answering HEAD wherever it answers GET (webapp.methods). This has to happen before
+    routing, which refuses a HEAD to a GET route with 405 before any middleware runs."""
+
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        if scope["type"] == ScopeType.HTTP and scope.get("method") == "HEAD":
+            await super().__call__(as_get(scope), receive, without_body(send))  # type: ignore[arg-type]
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -140,7 +157,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cookie_secure=settings.production,
         cookie_samesite="lax",
     )
-    return Litestar(
+    return Tidings(
         route_handlers=[
             healthz,
             AuthPages,
@@ -171,10 +188,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=load_inbox_state,
+        before_send=[security_headers(settings.production), list_head_with_get],
         template_config=template_config(settings.templates_dir),
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
-            title="Tidings API", version="1.0.0", path="/schema", render_plugins=[SwaggerRenderPlugin()]
+            title="Tidings API", version="1.0.0", path="/schema", render_plugins=[VendoredSwaggerUI()]
         ),
         debug=False,
     )

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
@@ -114,6 +114,18 @@ def forwarded_client(peer: str, forwarded_for: list[str], trusted: TrustedProxie
     return address
 
 
+def from_this_site(request: Request[Any, Any, Any]) -> bool:
+    """Whether the browser says the request was started by one of our own pages, or by the user
+    (address bar, bookmark): a GET that another site can trigger (a link, an image) must not change
+    state. Fetch metadata (Sec-Fetch-Site) where the browser sends it; otherwise a Referer of our own
+    host, which our pages send (Referrer-Policy: same-origin). Without either, the answer is no."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")  # "same-site" is a sibling host, not us
+    referer = request.headers.get("referer")
+    return referer is not None and urlsplit(referer).netloc == request.headers.get("host")
+
+
 def is_api(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith("/api/")
 
@@ -158,7 +170,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         code = "validation_error"
         message = _validation_message(exc)
     if is_api(request) or request.url.path.endswith("/stream"):
-        return error_json(status, code, message)  # an EventSource cannot follow a redirect to a page
+        # an EventSource cannot follow a redirect to a page
+        return _with_headers(error_json(status, code, message), exc.headers)
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(target, safe='')}"
@@ -167,7 +180,14 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return Redirect(location)
     if status == 403 and "CSRF" in message:
         message = "Your form expired. Reload the page and try again."
-    return error_page(request, status, message)
+    return _with_headers(error_page(request, status, message), exc.headers)
+
+
+def _with_headers(response: Response[Any], headers: dict[str, str] | None) -> Response[Any]:
+    """The exception's own headers (a 405's Allow, a 401's WWW-Authenticate) stay on the answer."""
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -150,8 +150,8 @@ class PageSession:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
 
-    async def get(self, path: str) -> httpx.Response:
-        return await self.client.get(path)
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.get(path, **kwargs)
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
         if CSRF_COOKIE not in self.client.cookies:

@@ -348,7 +348,9 @@ async def test_notification_route_as_another_user_is_404_and_changes_nothing(
         if interface == "api":
             return await http.request(method, path, headers=account.bearer)
         pages = page_session(account)
-        return await (pages.post(path) if method == "POST" else pages.get(path))
+        # A GET as a click on one of our pages sends it (from another site, /open reads nothing).
+        clicked = {"Sec-Fetch-Site": "same-origin"}
+        return await (pages.post(path) if method == "POST" else pages.get(path, headers=clicked))
 
     response = await call(intruder)
     assert response.status_code == 404, (response.status_code, response.text[:300])

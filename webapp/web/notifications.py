@@ -10,7 +10,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from webapp.errors import ValidationFailed
-from webapp.http import DbSession, RowId, current_user, require_user
+from webapp.http import DbSession, RowId, current_user, from_this_site, require_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.notifications.views import TYPE_LABELS, item_view
@@ -98,8 +98,13 @@ class NotificationPages(Controller):
 
     @get("/{notification_id:int}/open", opt={"writes": True})
     async def open(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Redirect:
-        """Marks read, then follows the link: the read cannot lose a race with the navigation."""
-        notification, _ = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
+        """Marks read, then follows the link: the read cannot lose a race with the navigation. A link
+        followed from another site is only followed: it changes nothing."""
+        service, user_id = NotificationService(db_session), current_user(request).id
+        if from_this_site(request):
+            notification, _ = await service.mark_read(user_id, notification_id)
+        else:
+            notification = await service.get(user_id, notification_id)
         target = notification.url if notification.url.startswith("/") and not notification.url.startswith("//") else "/"
         return Redirect(target)
 
