@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 from litestar.testing import AsyncTestClient
-from webapp.app import create_app
 
 from tests.api import bearer, create_event, register
 from tests.integration.pages import register_in_browser
+from tidings.app import create_app
 from webapp.settings import Settings, load_settings
 
 EXPECTED_CSP = (
