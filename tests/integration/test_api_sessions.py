@@ -196,3 +196,21 @@ async def test_a_refresh_racing_a_logout_leaves_no_live_token_of_the_session(in_
             select(func.count()).select_from(RefreshToken).where(RefreshToken.revoked_at.is_(None))
         )
         assert live == 0
+
+
+async def test_a_password_change_ends_every_other_session_of_the_account(client):
+    """Whoever else holds a session (a stolen token, a forgotten laptop) is out at once; the
+    session that changed the password stays signed in."""
+    await register(client, email="change@example.com")
+    here = await login(client, "change@example.com")
+    elsewhere = await login(client, "change@example.com")
+    changed = await client.post(
+        "/api/v1/auth/password",
+        json={"current_password": DEFAULT_PASSWORD, "new_password": "a fresh passphrase 42"},
+        headers=bearer(here["token"]),
+    )
+    assert changed.status_code == 204, changed.text
+    assert await me_status(client, elsewhere["token"]) == 401
+    assert_refused(await refresh(client, elsewhere["refresh_token"]))
+    assert await me_status(client, here["token"]) == 200
+    assert (await refresh(client, here["refresh_token"])).status_code == 200

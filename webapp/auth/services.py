@@ -280,6 +280,17 @@ class SessionService:
             if row is not None:
                 await self._end(row.family, row.user_id)
 
+    async def end_others(self, user_id: int, keep: str | None) -> None:
+        """Ends every live session of the account but `keep` (after a password change: whoever
+        else holds one is out at once)."""
+        families = await self.session.scalars(
+            select(RefreshToken.family)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None), RefreshToken.family != keep)
+            .distinct()
+        )
+        for family in list(families):
+            await self._end(family, user_id)
+
     async def _issue(self, user: User, family: str) -> SessionTokens:
         refresh = new_refresh_token()
         self.session.add(

@@ -21,6 +21,7 @@ from webapp.http import (
     client_address,
     current_user,
     error_json,
+    provide_settings,
     require_user,
     retry_headers,
     session_of,
@@ -56,12 +57,13 @@ async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> 
 
 async def change_password(request: Request[Any, Any, Any], session: AsyncSession, current: str, new: str) -> None:
     """The current password is a password check like a login (same limits); the new one is
-    hashed before the update opens the transaction."""
+    hashed before the update opens the transaction. Every other session of the account ends."""
     user = current_user(request)
     accounts = AccountService(session)
     guard: LoginGuard = request.app.state.login_guard
     await guard.verify(user.email, client_address(request), lambda: accounts.verify_password(user, current))
     await accounts.change_password(user, new)
+    await SessionService(session, provide_settings(request)).end_others(user.id, keep=session_of(request))
 
 
 class AuthPages(Controller):
