@@ -17,6 +17,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
+from webapp import openapi
 from webapp.auth.controllers import AuthApi, AuthPages
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
 from webapp.auth.services import LoginGuard
@@ -161,7 +162,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=template_config(settings.templates_dir),
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
-            title="Tidings API", version="1.0.0", path="/schema", render_plugins=[SwaggerRenderPlugin()]
+            title="Tidings API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=openapi.COMPONENTS,  # the Bearer scheme; operations refer to it (webapp.openapi)
         ),
         debug=False,
     )

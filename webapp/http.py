@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,13 +18,15 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
+from webapp.db import MAX_ROW_ID as MAX_ROW_ID  # re-exported: controllers and /cable bound ids with it
 from webapp.db import is_retryable, is_unavailable
 from webapp.errors import DomainError, RateLimited
+from webapp.pagination import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
 from webapp.settings import Settings
 
 log = logging.getLogger("tidings.http")
@@ -31,10 +34,17 @@ log = logging.getLogger("tidings.http")
 RETRY_REQUESTED = "tidings.retry_requested"
 
 DbSession = NamedDependency[AsyncSession]
-# Ids in paths: anything outside the database's integer range is refused as bad input (400)
+# Ids in paths: anything outside the database's integer range is refused as invalid (422)
 # instead of reaching the driver.
-MAX_ROW_ID = 2**31 - 1
 RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
+# The paging parameters of the API's lists (see webapp.pagination).
+PageLimit = Annotated[
+    int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description=f"Items per page (default {DEFAULT_PAGE_SIZE}).")
+]
+PageCursor = Annotated[
+    str | None,
+    QueryParameter(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the page before; omit for the first."),
+]
 AppSettings = NamedDependency[Settings]
 
 STATUS_CODES = {
@@ -122,11 +132,16 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return handle_unexpected(request, exc)
     code = STATUS_CODES.get(status, "error")
     message = exc.detail if isinstance(exc.detail, str) else "The request could not be processed."
+    fields: dict[str, str] = {}
     if isinstance(exc, ValidationException):
-        code = "validation_error"
-        message = _validation_message(exc)
+        # One status per kind of error: a value that fails validation is a 422 wherever it was
+        # checked (here, or by a service raising ValidationFailed). A body that is not JSON at
+        # all is not a ValidationException and stays 400 bad_request.
+        status, code = 422, "validation_error"
+        fields = validation_fields(exc) or {"request": "is invalid"}
+        message = "; ".join(f"{name}: {text}" for name, text in fields.items())
     if is_api(request) or request.url.path.endswith("/stream"):
-        return error_json(status, code, message)  # an EventSource cannot follow a redirect to a page
+        return error_json(status, code, message, fields=fields)  # an EventSource cannot follow a redirect to a page
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(target, safe='')}"
@@ -167,18 +182,55 @@ def handle_database_busy(request: Request[Any, Any, Any], exc: BaseException) ->
     return response
 
 
-def _validation_message(exc: ValidationException) -> str:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    parts = []
-    for item in extra:
+_TYPE_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "object": "a JSON object",
+    "array": "a list",
+    "datetime": "a date and time with a UTC offset, e.g. 2027-10-31T20:00:00+01:00",
+    "null": "null",
+}
+_BOUNDS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less than"}
+_EXPECTED_TYPE = re.compile(r"Expected `([\w |]+)`, got `\w+`")
+_EXPECTED_BOUND = re.compile(r"Expected `(?:int|float)` (>=|<=|>|<) (-?[\d.]+)")
+_EXPECTED_LENGTH = re.compile(r"Expected `(str|array|object)` of length (>=|<=) (\d+)")
+_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]+)`")
+
+
+def field_error(key: str, message: str) -> tuple[str, str]:
+    """One of Litestar's (msgspec's) validation messages in words a person understands, with the
+    field it is about: ("seats", "must be a whole number") for "Expected `int`, got `str`" at
+    `seats`. The whole body is called "body"; a missing field is named itself."""
+    key = "body" if key in ("", "data") else key.removeprefix("data.")
+    parent = "" if key == "body" else f"{key}."
+    if match := _MISSING_FIELD.fullmatch(message):
+        return parent + match[1], "is required"
+    if match := _UNKNOWN_FIELD.fullmatch(message):
+        return parent + match[1], "is not a known field"
+    if match := _EXPECTED_TYPE.fullmatch(message):
+        kinds = [k.strip() for k in match[1].split("|") if k.strip() != "null"]
+        return key, "must be " + " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+    if match := _EXPECTED_BOUND.fullmatch(message):
+        return key, f"must be {_BOUNDS[match[1]]} {match[2]}"
+    if match := _EXPECTED_LENGTH.fullmatch(message):
+        unit = "characters" if match[1] == "str" else "items"
+        return key, f"must be {_BOUNDS[match[2]]} {match[3]} {unit}"
+    if "datetime" in message:
+        return key, "must be " + _TYPE_WORDS["datetime"]
+    plain = message.replace("`", "")
+    return key, plain[:1].lower() + plain[1:]
+
+
+def validation_fields(exc: ValidationException) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            key = item.get("key") or ""
-            parts.append(f"{key}: {item.get('message', 'invalid')}" if key else str(item.get("message", "invalid")))
-    if parts:
-        return "Invalid request: " + "; ".join(parts)
-    if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
-        return "The request body is not valid JSON."
-    return "Invalid request."
+            name, text = field_error(str(item.get("key") or ""), str(item.get("message") or "is invalid"))
+            fields.setdefault(name, text)
+    return fields
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

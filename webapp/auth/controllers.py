@@ -10,10 +10,11 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from webapp._cookies import parse_cookies
 from webapp.auth.middleware import REFRESH_COOKIE, session_cookies
 from webapp.auth.models import User
-from webapp.auth.schemas import LoginRequest, RegisterRequest, user_json
+from webapp.auth.schemas import LoginRequest, RegisterRequest, SessionJson, UserJson, user_json
 from webapp.auth.services import AccountService, LoginGuard, SessionService
 from webapp.errors import DomainError, RateLimited, Unauthorized, ValidationFailed
 from webapp.http import AppSettings, DbSession, client_address, current_user, require_user
+from webapp.openapi import api_doc
 from webapp.timeutil import common_timezones
 
 
@@ -40,6 +41,7 @@ async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> 
 
 class AuthPages(Controller):
     path = "/"
+    include_in_schema = False
 
     @get("/login")
     async def login_form(self, next_path: Annotated[str | None, QueryParameter(name="next")] = None) -> Template:
@@ -129,25 +131,26 @@ class AuthPages(Controller):
 
 class AuthApi(Controller):
     path = "/api/v1"
+    tags = ["auth"]
 
-    @post("/auth/register", status_code=HTTP_201_CREATED)
+    @post("/auth/register", status_code=HTTP_201_CREATED, **api_doc("Create an account and sign in", 400, 409, 422))
     async def register(
         self, data: JSONBody[RegisterRequest], db_session: DbSession, settings: AppSettings
-    ) -> dict[str, Any]:
+    ) -> SessionJson:
         user = await AccountService(db_session).register(data.email, data.password, data.name, data.timezone)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
-    @post("/auth/login", status_code=HTTP_200_OK)
+    @post("/auth/login", status_code=HTTP_200_OK, **api_doc("Sign in for a Bearer token", 400, 401, 422, 429))
     async def login(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[LoginRequest],
         db_session: DbSession,
         settings: AppSettings,
-    ) -> dict[str, Any]:
+    ) -> SessionJson:
         user = await log_in(request, data.email, data.password)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
-    @get("/me", guards=[require_user])
-    async def me(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    @get("/me", guards=[require_user], **api_doc("Show my account", auth=True))
+    async def me(self, request: Request[Any, Any, Any]) -> UserJson:
         return user_json(current_user(request))

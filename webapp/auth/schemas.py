@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import msgspec
 
@@ -19,7 +19,30 @@ class LoginRequest(msgspec.Struct):
     password: str
 
 
-def user_json(user: User) -> dict[str, Any]:
+class UserRef(TypedDict):
+    """Another person, as others may see them."""
+
+    id: int
+    name: str
+
+
+class UserJson(TypedDict):
+    id: int
+    email: str
+    name: str
+    timezone: str
+    role: str
+    created_at: str
+
+
+class SessionJson(TypedDict):
+    """A signed-in API client: send `token` as `Authorization: Bearer <token>`."""
+
+    user: UserJson
+    token: str
+
+
+def user_json(user: User) -> UserJson:
     return {
         "id": user.id,
         "email": user.email,

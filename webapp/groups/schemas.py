@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import msgspec
 
+from webapp.auth.schemas import UserRef
 from webapp.groups.models import Group, Invitation
 
 
@@ -15,7 +16,34 @@ class InvitationCreate(msgspec.Struct):
     email: str
 
 
-def group_json(group: Group) -> dict[str, Any]:
+class GroupRef(TypedDict):
+    id: int
+    name: str
+
+
+class GroupJson(TypedDict):
+    id: int
+    name: str
+    owner_id: int
+    members: list[UserRef]
+
+
+class Invitee(TypedDict):
+    id: int
+    name: str
+    email: str
+
+
+class InvitationJson(TypedDict):
+    id: int
+    group: GroupRef
+    inviter: UserRef
+    invitee: Invitee
+    status: str
+    created_at: str
+
+
+def group_json(group: Group) -> GroupJson:
     return {
         "id": group.id,
         "name": group.name,
@@ -24,7 +52,7 @@ def group_json(group: Group) -> dict[str, Any]:
     }
 
 
-def invitation_json(invitation: Invitation) -> dict[str, Any]:
+def invitation_json(invitation: Invitation) -> InvitationJson:
     return {
         "id": invitation.id,
         "group": {"id": invitation.group.id, "name": invitation.group.name},
