@@ -52,7 +52,7 @@ ERROR_DESCRIPTIONS = {
     400: "bad_request: the body is not JSON.",
     401: "unauthorized: no token, or an expired, revoked or invalid one.",
     402: "The payment was declined; the body also carries the booking.",
-    403: "forbidden: not allowed for this account, or a cookie-authenticated change without its CSRF token.",
+    403: "forbidden: not allowed for this account, or a change sent with session cookies but without the CSRF token.",
     404: "not_found: no such object, or one that belongs to another user.",
     409: "The object's state does not allow this (the code says why, e.g. event_full).",
     422: "validation_error: a field or parameter is invalid; `fields` names each one with its message.",

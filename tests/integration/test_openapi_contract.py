@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from webapp.auth.middleware import ACCESS_COOKIE
 from webapp.realtime.sse import api_encoder
 from webapp.realtime.stream import StreamEvent
 
@@ -120,8 +121,8 @@ async def test_every_error_response_is_the_error_shape_and_every_possible_error_
             needed.add("404")  # no such object, or another user's
         if op.get("security"):
             needed.add("401")
-            if method in UNSAFE:
-                needed.add("403")  # a cookie-authenticated change without its CSRF token
+        if method in UNSAFE:
+            needed.add("403")  # a change sent with session cookies but without the CSRF token
         if missing := needed - declared:
             problems.append(f"{name}: can answer {sorted(missing)} but does not declare it")
     assert not problems, "\n".join(problems)
@@ -162,6 +163,18 @@ async def test_security_declarations_match_what_an_anonymous_client_gets(schema,
                 problems.append(f"{name}: anonymous got 401, which is not declared")
             if response.status_code == 401 and not op.get("security"):
                 problems.append(f"{name}: anonymous got 401, but no security is declared")
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_change_with_session_cookies_and_no_csrf_token_is_a_declared_403(schema, in_process_server):
+    problems = []
+    async with httpx.AsyncClient(base_url=in_process_server, cookies={ACCESS_COOKIE: "any"}) as http:
+        for path, method, op in operations(schema):
+            if method not in UNSAFE:
+                continue
+            response = await http.request(method.upper(), re.sub(r"\{[^}]+\}", "1", path), json={})
+            if response.status_code != 403 or "403" not in op["responses"]:
+                problems.append(f"{method.upper()} {path}: {response.status_code}, declared {sorted(op['responses'])}")
     assert not problems, "\n".join(problems)
 
 

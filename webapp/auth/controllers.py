@@ -133,14 +133,16 @@ class AuthApi(Controller):
     path = "/api/v1"
     tags = ["auth"]
 
-    @post("/auth/register", status_code=HTTP_201_CREATED, **api_doc("Create an account and sign in", 400, 409, 422))
+    @post(
+        "/auth/register", status_code=HTTP_201_CREATED, **api_doc("Create an account and sign in", 400, 403, 409, 422)
+    )
     async def register(
         self, data: JSONBody[RegisterRequest], db_session: DbSession, settings: AppSettings
     ) -> SessionJson:
         user = await AccountService(db_session).register(data.email, data.password, data.name, data.timezone)
         return {"user": user_json(user), "token": SessionService(db_session, settings).access_token(user)}
 
-    @post("/auth/login", status_code=HTTP_200_OK, **api_doc("Sign in for a Bearer token", 400, 401, 422, 429))
+    @post("/auth/login", status_code=HTTP_200_OK, **api_doc("Sign in for a Bearer token", 400, 401, 403, 422, 429))
     async def login(
         self,
         request: Request[Any, Any, Any],
