@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -26,6 +25,7 @@ from webapp.auth.models import User
 from webapp.db import MAX_ROW_ID as MAX_ROW_ID  # re-exported: controllers and /cable bound ids with it
 from webapp.db import is_retryable, is_unavailable
 from webapp.errors import DomainError, RateLimited
+from webapp.field_errors import validation_fields
 from webapp.pagination import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
 from webapp.settings import Settings
 
@@ -135,13 +135,19 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     fields: dict[str, str] = {}
     if isinstance(exc, ValidationException):
         # One status per kind of error: a value that fails validation is a 422 wherever it was
-        # checked (here, or by a service raising ValidationFailed). A body that is not JSON at
-        # all is not a ValidationException and stays 400 bad_request.
-        status, code = 422, "validation_error"
-        fields = validation_fields(exc) or {"request": "is invalid"}
-        message = "; ".join(f"{name}: {text}" for name, text in fields.items())
+        # checked (here, or by a service raising ValidationFailed); a body that is not JSON at
+        # all is a 400 bad_request.
+        fields = validation_fields(exc)
+        if fields:
+            status, code = 422, "validation_error"
+            message = "; ".join(f"{name}: {text}" for name, text in fields.items())
+        elif "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
+            status, code, message = 400, "bad_request", "The request body is not valid JSON."
+        else:
+            status, code, message = 422, "validation_error", "The request is invalid."
     if is_api(request) or request.url.path.endswith("/stream"):
-        return error_json(status, code, message, fields=fields)  # an EventSource cannot follow a redirect to a page
+        # (an EventSource cannot follow a redirect to a page)
+        return error_json(status, code, message, fields=fields)
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(target, safe='')}"
@@ -180,57 +186,6 @@ def handle_database_busy(request: Request[Any, Any, Any], exc: BaseException) ->
         response = error_page(request, 503, message)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
-
-
-_TYPE_WORDS = {
-    "int": "a whole number",
-    "float": "a number",
-    "str": "text",
-    "bool": "true or false",
-    "object": "a JSON object",
-    "array": "a list",
-    "datetime": "a date and time with a UTC offset, e.g. 2027-10-31T20:00:00+01:00",
-    "null": "null",
-}
-_BOUNDS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less than"}
-_EXPECTED_TYPE = re.compile(r"Expected `([\w |]+)`, got `\w+`")
-_EXPECTED_BOUND = re.compile(r"Expected `(?:int|float)` (>=|<=|>|<) (-?[\d.]+)")
-_EXPECTED_LENGTH = re.compile(r"Expected `(str|array|object)` of length (>=|<=) (\d+)")
-_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]+)`")
-
-
-def field_error(key: str, message: str) -> tuple[str, str]:
-    """One of Litestar's (msgspec's) validation messages in words a person understands, with the
-    field it is about: ("seats", "must be a whole number") for "Expected `int`, got `str`" at
-    `seats`. The whole body is called "body"; a missing field is named itself."""
-    key = "body" if key in ("", "data") else key.removeprefix("data.")
-    parent = "" if key == "body" else f"{key}."
-    if match := _MISSING_FIELD.fullmatch(message):
-        return parent + match[1], "is required"
-    if match := _UNKNOWN_FIELD.fullmatch(message):
-        return parent + match[1], "is not a known field"
-    if match := _EXPECTED_TYPE.fullmatch(message):
-        kinds = [k.strip() for k in match[1].split("|") if k.strip() != "null"]
-        return key, "must be " + " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
-    if match := _EXPECTED_BOUND.fullmatch(message):
-        return key, f"must be {_BOUNDS[match[1]]} {match[2]}"
-    if match := _EXPECTED_LENGTH.fullmatch(message):
-        unit = "characters" if match[1] == "str" else "items"
-        return key, f"must be {_BOUNDS[match[2]]} {match[3]} {unit}"
-    if "datetime" in message:
-        return key, "must be " + _TYPE_WORDS["datetime"]
-    plain = message.replace("`", "")
-    return key, plain[:1].lower() + plain[1:]
-
-
-def validation_fields(exc: ValidationException) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict):
-            name, text = field_error(str(item.get("key") or ""), str(item.get("message") or "is invalid"))
-            fields.setdefault(name, text)
-    return fields
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
