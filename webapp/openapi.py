@@ -11,10 +11,14 @@ controller (`tags = ["events"]`). Page controllers say `include_in_schema = Fals
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Components, Operation, Reference, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIFormat, Operation, Reference, SecurityScheme
+from litestar.params import KwargDefinition
+
+# A time in the JSON API: ISO 8601 / RFC 3339 with its UTC offset, as datetime.isoformat() writes it.
+Timestamp = Annotated[str, KwargDefinition(format=OpenAPIFormat.DATE_TIME)]
 
 BEARER_SCHEME = "BearerToken"
 BEARER: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}]

@@ -189,3 +189,17 @@ async def test_the_notification_stream_is_documented_as_server_sent_events_with_
     assert documented == sent
     description = op["responses"]["200"]["description"] + op.get("description", "")
     assert all(name in description for name in sent)
+
+
+async def test_times_are_documented_as_date_time(schema):
+    """Every `*_at` field of every component (the API's naming for a time) is an RFC 3339
+    date-time, so a generated client parses it as a time rather than as text."""
+    untyped = []
+    for name, component in schema["components"]["schemas"].items():
+        for field, prop in component.get("properties", {}).items():
+            if field.endswith("_at"):
+                variants = prop.get("oneOf", [prop])
+                strings = [v for v in variants if v.get("type") == "string"]
+                if not strings or any(v.get("format") != "date-time" for v in strings):
+                    untyped.append(f"{name}.{field}: {prop}")
+    assert not untyped, "\n".join(untyped)

@@ -5,6 +5,7 @@ from typing import TypedDict
 import msgspec
 
 from webapp.auth.models import User
+from webapp.openapi import Timestamp
 
 
 class RegisterRequest(msgspec.Struct):
@@ -32,7 +33,7 @@ class UserJson(TypedDict):
     name: str
     timezone: str
     role: str
-    created_at: str
+    created_at: Timestamp
 
 
 class SessionJson(TypedDict):

@@ -5,7 +5,7 @@ from typing import TypedDict
 import msgspec
 
 from webapp.bookings.models import Booking
-from webapp.openapi import ErrorDetail
+from webapp.openapi import ErrorDetail, Timestamp
 
 
 class BookingCreate(msgspec.Struct):
@@ -20,7 +20,7 @@ class PaymentRequest(msgspec.Struct):
 class BookedEvent(TypedDict):
     id: int
     title: str
-    starts_at: str
+    starts_at: Timestamp
 
 
 class BookingJson(TypedDict):
@@ -33,9 +33,9 @@ class BookingJson(TypedDict):
     currency: str
     failure_reason: str | None
     attendee_ids: list[int]
-    created_at: str
-    confirmed_at: str | None
-    cancelled_at: str | None
+    created_at: Timestamp
+    confirmed_at: Timestamp | None
+    cancelled_at: Timestamp | None
     event: BookedEvent
 
 

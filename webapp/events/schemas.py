@@ -7,6 +7,7 @@ import msgspec
 
 from webapp.auth.schemas import UserRef
 from webapp.events.models import Event
+from webapp.openapi import Timestamp
 
 
 class EventCreate(msgspec.Struct):
@@ -41,8 +42,8 @@ class EventJson(TypedDict):
     title: str
     description: str
     venue: str
-    starts_at: str
-    ends_at: str
+    starts_at: Timestamp
+    ends_at: Timestamp
     timezone: str
     capacity: int
     seats_left: int

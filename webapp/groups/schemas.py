@@ -6,6 +6,7 @@ import msgspec
 
 from webapp.auth.schemas import UserRef
 from webapp.groups.models import Group, Invitation
+from webapp.openapi import Timestamp
 
 
 class GroupCreate(msgspec.Struct):
@@ -40,7 +41,7 @@ class InvitationJson(TypedDict):
     inviter: UserRef
     invitee: Invitee
     status: str
-    created_at: str
+    created_at: Timestamp
 
 
 def group_json(group: Group) -> GroupJson:

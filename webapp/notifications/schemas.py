@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from webapp.openapi import Timestamp
+
 
 class NotificationJson(TypedDict):
     id: int
@@ -13,9 +15,9 @@ class NotificationJson(TypedDict):
     body: str
     url: str
     data: dict[str, Any]
-    created_at: str
-    seen_at: str | None
-    read_at: str | None
+    created_at: Timestamp
+    seen_at: Timestamp | None
+    read_at: Timestamp | None
     obsolete: bool
 
 

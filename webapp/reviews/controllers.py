@@ -12,7 +12,7 @@ from webapp.auth.schemas import UserRef
 from webapp.errors import ValidationFailed
 from webapp.events.services import EventService
 from webapp.http import DbSession, RowId, current_user, require_user
-from webapp.openapi import api_doc
+from webapp.openapi import Timestamp, api_doc
 from webapp.reviews.models import Review
 from webapp.reviews.services import ReviewService
 
@@ -28,7 +28,7 @@ class ReviewJson(TypedDict):
     user: UserRef
     rating: int
     comment: str
-    created_at: str
+    created_at: Timestamp
 
 
 def review_json(review: Review) -> ReviewJson:
