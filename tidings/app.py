@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 from redis.asyncio import Redis
 
+from webapp import openapi
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
 from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
@@ -192,7 +193,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=template_config(settings.templates_dir),
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
-            title="Tidings API", version="1.0.0", path="/schema", render_plugins=[VendoredSwaggerUI()]
+            title="Tidings API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[VendoredSwaggerUI()],
+            components=openapi.COMPONENTS,  # the Bearer scheme; operations refer to it (webapp.openapi)
         ),
         debug=False,
     )

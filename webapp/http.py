@@ -18,13 +18,16 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
+from webapp.db import MAX_ROW_ID as MAX_ROW_ID  # re-exported: controllers and /cable bound ids with it
 from webapp.db import is_retryable, is_unavailable
 from webapp.errors import DomainError, RateLimited
+from webapp.field_errors import validation_fields
+from webapp.pagination import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
 from webapp.settings import Settings, TrustedProxies
 
 log = logging.getLogger("tidings.http")
@@ -32,10 +35,17 @@ log = logging.getLogger("tidings.http")
 RETRY_REQUESTED = "tidings.retry_requested"
 
 DbSession = NamedDependency[AsyncSession]
-# Ids in paths: anything outside the database's integer range is refused as bad input (400)
+# Ids in paths: anything outside the database's integer range is refused as invalid (422)
 # instead of reaching the driver.
-MAX_ROW_ID = 2**31 - 1
 RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
+# The paging parameters of the API's lists (see webapp.pagination).
+PageLimit = Annotated[
+    int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description=f"Items per page (default {DEFAULT_PAGE_SIZE}).")
+]
+PageCursor = Annotated[
+    str | None,
+    QueryParameter(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the page before; omit for the first."),
+]
 AppSettings = NamedDependency[Settings]
 
 STATUS_CODES = {
@@ -166,12 +176,22 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return handle_unexpected(request, exc)
     code = STATUS_CODES.get(status, "error")
     message = exc.detail if isinstance(exc.detail, str) else "The request could not be processed."
+    fields: dict[str, str] = {}
     if isinstance(exc, ValidationException):
-        code = "validation_error"
-        message = _validation_message(exc)
+        # One status per kind of error: a value that fails validation is a 422 wherever it was
+        # checked (here, or by a service raising ValidationFailed); a body that is not JSON at
+        # all is a 400 bad_request.
+        fields = validation_fields(exc)
+        if fields:
+            status, code = 422, "validation_error"
+            message = "; ".join(f"{name}: {text}" for name, text in fields.items())
+        elif "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
+            status, code, message = 400, "bad_request", "The request body is not valid JSON."
+        else:
+            status, code, message = 422, "validation_error", "The request is invalid."
     if is_api(request) or request.url.path.endswith("/stream"):
-        # an EventSource cannot follow a redirect to a page
-        return _with_headers(error_json(status, code, message), exc.headers)
+        # (an EventSource cannot follow a redirect to a page)
+        return _with_headers(error_json(status, code, message, fields=fields), exc.headers)
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(target, safe='')}"
@@ -217,20 +237,6 @@ def handle_database_busy(request: Request[Any, Any, Any], exc: BaseException) ->
         response = error_page(request, 503, message)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
-
-
-def _validation_message(exc: ValidationException) -> str:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    parts = []
-    for item in extra:
-        if isinstance(item, dict):
-            key = item.get("key") or ""
-            parts.append(f"{key}: {item.get('message', 'invalid')}" if key else str(item.get("message", "invalid")))
-    if parts:
-        return "Invalid request: " + "; ".join(parts)
-    if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
-        return "The request body is not valid JSON."
-    return "Invalid request."
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

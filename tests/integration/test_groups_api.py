@@ -32,7 +32,7 @@ async def join(client, owner_token: str, group_id: int, user: dict, token: str) 
 async def my_bookings(client, token: str) -> list[dict]:
     response = await client.get("/api/v1/bookings", headers=bearer(token))
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()["items"]  # type: ignore[no-any-return]
 
 
 # --- groups and invitations --------------------------------------------------------------------

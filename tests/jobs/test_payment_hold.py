@@ -31,7 +31,7 @@ async def seats_left(client, event_id: int) -> int:
 
 
 async def booking_status(client, token: str, booking_id: int) -> dict:
-    bookings = (await client.get("/api/v1/bookings", headers=bearer(token))).json()
+    bookings = (await client.get("/api/v1/bookings", headers=bearer(token))).json()["items"]
     return next(b for b in bookings if b["id"] == booking_id)
 
 

@@ -368,8 +368,8 @@ async def test_notification_route_as_another_user_is_404_and_changes_nothing(
 async def test_notification_routes_with_an_out_of_range_id_are_refused_as_bad_input(
     http: httpx.AsyncClient, accounts: Accounts, page_session
 ) -> None:
-    """An id no row can have (beyond the column's integer range) is bad input: a clear 400 on
-    every route that takes one, never a driver error (500)."""
+    """An id no row can have (beyond the column's integer range) is invalid input: a clear 422
+    validation_error on every route that takes one, never a driver error (500)."""
     user = await accounts.create()
     pages = page_session(user)
     outcomes = {}
@@ -381,8 +381,8 @@ async def test_notification_routes_with_an_out_of_range_id_are_refused_as_bad_in
             else:
                 response = await (pages.post(path) if method == "POST" else pages.get(path))
             outcomes[f"{method} {path}"] = response.status_code
-    wrong = "\n".join(f"{request} -> {status}" for request, status in outcomes.items() if status != 400)
-    assert not wrong, f"not 400:\n{wrong}"
+    wrong = "\n".join(f"{request} -> {status}" for request, status in outcomes.items() if status != 422)
+    assert not wrong, f"not 422:\n{wrong}"
 
 
 # --- markup in a notification is text everywhere ------------------------------------------------

@@ -7,13 +7,14 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.db import utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.events.models import Event
+from webapp.pagination import DEFAULT_PAGE_SIZE, Cursor, check_limit, decode_cursor, page_of
 from webapp.timeutil import is_valid_timezone
 
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
@@ -102,11 +103,25 @@ class EventService:
         return event
 
     async def list_upcoming(self, query: str = "", limit: int = 100) -> list[Event]:
+        return list(await self.session.scalars(self._upcoming(query).limit(limit)))
+
+    async def page_upcoming(
+        self, query: str = "", limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+    ) -> tuple[list[Event], str | None]:
+        """One page of `list_upcoming`, soonest first (ties by id), and the cursor of the next."""
+        check_limit(limit)
+        after = decode_cursor(cursor)
+        statement = self._upcoming(query).order_by(Event.id)
+        if after is not None:
+            statement = statement.where(
+                or_(Event.starts_at > after.moment, and_(Event.starts_at == after.moment, Event.id > after.row_id))
+            )
+        rows = list(await self.session.scalars(statement.limit(limit + 1)))
+        return page_of(rows, limit, lambda e: Cursor(e.starts_at, e.id))
+
+    def _upcoming(self, query: str) -> Select[Event]:
         statement = (
-            select(Event)
-            .where(Event.status == "scheduled", Event.starts_at > utcnow())
-            .order_by(Event.starts_at)
-            .limit(limit)
+            select(Event).where(Event.status == "scheduled", Event.starts_at > utcnow()).order_by(Event.starts_at)
         )
         if query.strip():
             pattern = f"%{_escape_like(query.strip().lower())}%"
@@ -117,7 +132,7 @@ class EventService:
                     Event.venue.ilike(pattern, escape="\\"),
                 )
             )
-        return list(await self.session.scalars(statement))
+        return statement
 
     async def list_organized(self, organizer: User) -> list[Event]:
         statement = select(Event).where(Event.organizer_id == organizer.id).order_by(Event.starts_at.desc())

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import msgspec
 
+from webapp.auth.schemas import UserRef
 from webapp.groups.models import Group, Invitation
+from webapp.openapi import Timestamp
 
 
 class GroupCreate(msgspec.Struct):
@@ -15,7 +17,34 @@ class InvitationCreate(msgspec.Struct):
     email: str
 
 
-def group_json(group: Group) -> dict[str, Any]:
+class GroupRef(TypedDict):
+    id: int
+    name: str
+
+
+class GroupJson(TypedDict):
+    id: int
+    name: str
+    owner_id: int
+    members: list[UserRef]
+
+
+class Invitee(TypedDict):
+    """Only the address typed: a name would tell the inviter whether it has an account."""
+
+    email: str
+
+
+class InvitationJson(TypedDict):
+    id: int
+    group: GroupRef
+    inviter: UserRef
+    invitee: Invitee
+    status: str
+    created_at: Timestamp
+
+
+def group_json(group: Group) -> GroupJson:
     return {
         "id": group.id,
         "name": group.name,
@@ -24,7 +53,7 @@ def group_json(group: Group) -> dict[str, Any]:
     }
 
 
-def invitation_json(invitation: Invitation) -> dict[str, Any]:
+def invitation_json(invitation: Invitation) -> InvitationJson:
     return {
         "id": invitation.id,
         "group": {"id": invitation.group.id, "name": invitation.group.name},

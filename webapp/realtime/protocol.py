@@ -27,6 +27,7 @@ message that may move both down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from typing import Any
 class NewMessage:
     user: int
     seq: int
-    notification: dict[str, Any]
+    notification: Mapping[str, Any]
     unread_count: int
     version: int
     type: str = field(default="new", init=False)

@@ -11,7 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp._cookies import parse_cookies
 from webapp.auth.middleware import REFRESH_COOKIE, AuthInfo, session_cookies
 from webapp.auth.models import User
-from webapp.auth.schemas import LoginRequest, PasswordChange, RefreshRequest, RegisterRequest, session_json, user_json
+from webapp.auth.schemas import (
+    LoginRequest,
+    PasswordChange,
+    RefreshRequest,
+    RegisterRequest,
+    SessionJson,
+    TokensJson,
+    UserJson,
+    session_json,
+    tokens_json,
+    user_json,
+)
 from webapp.auth.services import AccountService, LoginGuard, SessionService, count_registration
 from webapp.errors import DomainError, RateLimited, Unauthorized, ValidationFailed
 from webapp.groups.services import GroupService
@@ -26,6 +37,7 @@ from webapp.http import (
     retry_headers,
     session_of,
 )
+from webapp.openapi import api_doc
 from webapp.timeutil import common_timezones
 
 
@@ -68,6 +80,7 @@ async def change_password(request: Request[Any, Any, Any], session: AsyncSession
 
 class AuthPages(Controller):
     path = "/"
+    include_in_schema = False
 
     @get("/login")
     async def login_form(self, next_path: Annotated[str | None, QueryParameter(name="next")] = None) -> Template:
@@ -182,43 +195,57 @@ class AuthPages(Controller):
 
 class AuthApi(Controller):
     path = "/api/v1"
+    tags = ["auth"]
 
-    @post("/auth/register", status_code=HTTP_201_CREATED)
+    @post(
+        "/auth/register",
+        status_code=HTTP_201_CREATED,
+        **api_doc("Create an account and sign in", 400, 403, 409, 422, 429),
+    )
     async def register(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[RegisterRequest],
         db_session: DbSession,
         settings: AppSettings,
-    ) -> dict[str, Any]:
+    ) -> SessionJson:
         await count_registration(request.app.state.registration_limiter, client_address(request))
         user = await sign_up(db_session, data.email, data.password, data.name, data.timezone)
-        return {"user": user_json(user), **session_json(await SessionService(db_session, settings).start(user))}
+        return session_json(user, await SessionService(db_session, settings).start(user))
 
-    @post("/auth/login", status_code=HTTP_200_OK)
+    @post("/auth/login", status_code=HTTP_200_OK, **api_doc("Sign in for a Bearer token", 400, 401, 403, 422, 429))
     async def login(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[LoginRequest],
         db_session: DbSession,
         settings: AppSettings,
-    ) -> dict[str, Any]:
+    ) -> SessionJson:
         user = await log_in(request, data.email, data.password)
-        return {"user": user_json(user), **session_json(await SessionService(db_session, settings).start(user))}
+        return session_json(user, await SessionService(db_session, settings).start(user))
 
-    @post("/auth/refresh", status_code=HTTP_200_OK)
+    @post(
+        "/auth/refresh",
+        status_code=HTTP_200_OK,
+        **api_doc("Trade a refresh token for new tokens", 400, 401, 403, 422),
+    )
     async def refresh(
         self, data: JSONBody[RefreshRequest], db_session: DbSession, settings: AppSettings
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[TokensJson]:
         """A new access token and a new refresh token for one unused refresh token. A refresh
         token used a second time ends its whole session (it must have leaked)."""
         refreshed = await SessionService(db_session, settings).rotate(data.refresh_token)
         if refreshed is None or refreshed.tokens is None:
             # Answered, not raised: a reused token has just ended its session, and that must commit.
             return error_json(401, "invalid_refresh_token", "The refresh token is not valid. Log in again.")
-        return Response(session_json(refreshed.tokens))
+        return Response(tokens_json(refreshed.tokens))
 
-    @post("/auth/logout", guards=[require_user], status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/auth/logout",
+        guards=[require_user],
+        status_code=HTTP_204_NO_CONTENT,
+        **api_doc("End this session at once", 403, auth=True),
+    )
     async def logout(
         self, request: Request[Any, Any, Any], db_session: DbSession, settings: AppSettings
     ) -> Response[None]:
@@ -228,13 +255,18 @@ class AuthApi(Controller):
         cookies = session_cookies(settings, None) if isinstance(info, AuthInfo) and info.via == "cookie" else []
         return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=cookies)
 
-    @post("/auth/password", guards=[require_user], status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/auth/password",
+        guards=[require_user],
+        status_code=HTTP_204_NO_CONTENT,
+        **api_doc("Change my password (ends my other sessions)", 400, 403, 422, 429, auth=True),
+    )
     async def change_password(
         self, request: Request[Any, Any, Any], data: JSONBody[PasswordChange], db_session: DbSession
     ) -> None:
         """Changes the signed-in user's password: 401 for a wrong current one, 422 for a weak new one."""
         await change_password(request, db_session, data.current_password, data.new_password)
 
-    @get("/me", guards=[require_user])
-    async def me(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    @get("/me", guards=[require_user], **api_doc("Show my account", auth=True))
+    async def me(self, request: Request[Any, Any, Any]) -> UserJson:
         return user_json(current_user(request))

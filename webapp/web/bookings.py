@@ -11,12 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.bookings.models import Booking
 from webapp.bookings.payments import PaymentService
-from webapp.bookings.schemas import BookingCreate, PaymentRequest, booking_json
+from webapp.bookings.schemas import (
+    BookingCreate,
+    BookingJson,
+    BookingPage,
+    PaymentDeclinedBody,
+    PaymentRequest,
+    booking_json,
+)
 from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
 from webapp.events.services import EventService
 from webapp.groups.services import GroupService
-from webapp.http import DbSession, RowId, current_user, error_json, require_user
+from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, error_json, require_user
+from webapp.openapi import api_doc
+from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.web.auth import safe_next
 
 
@@ -63,6 +72,7 @@ async def pay_booking(
 
 class BookingPages(Controller):
     path = "/"
+    include_in_schema = False
     guards = [require_user]
 
     @post("/events/{event_id:int}/book", status_code=HTTP_200_OK)
@@ -143,15 +153,20 @@ class BookingPages(Controller):
 class BookingApi(Controller):
     path = "/api/v1"
     guards = [require_user]
+    tags = ["bookings"]
 
-    @post("/events/{event_id:int}/bookings", status_code=HTTP_201_CREATED)
+    @post(
+        "/events/{event_id:int}/bookings",
+        status_code=HTTP_201_CREATED,
+        **api_doc("Book seats (optionally with an Idempotency-Key header)", 400, 403, 404, 409, 422, auth=True),
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[BookingCreate],
         db_session: DbSession,
         event_id: RowId,
-    ) -> Response[Any]:
+    ) -> Response[BookingJson]:
         service = BookingService(db_session)
         user = current_user(request)
         key = request.headers.get("idempotency-key")
@@ -165,18 +180,31 @@ class BookingApi(Controller):
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(booking_json(booking), status_code=201, headers=headers)
 
-    @get("/bookings")
-    async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> list[dict[str, Any]]:
-        return [booking_json(b) for b in await BookingService(db_session).list_for_user(current_user(request))]
+    @get("/bookings", **api_doc("List my bookings, a page at a time", 422, auth=True))
+    async def mine(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+        cursor: PageCursor = None,
+    ) -> BookingPage:
+        bookings, next_cursor = await BookingService(db_session).page_for_user(current_user(request), limit, cursor)
+        return {"items": [booking_json(b) for b in bookings], "next_cursor": next_cursor}
 
-    @post("/bookings/{booking_id:int}/pay", status_code=HTTP_200_OK)
+    @post(
+        "/bookings/{booking_id:int}/pay",
+        status_code=HTTP_200_OK,
+        **api_doc(
+            "Pay for a pending booking", 400, 402, 403, 404, 409, 422, auth=True, special={402: PaymentDeclinedBody}
+        ),
+    )
     async def pay(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[PaymentRequest],
         db_session: DbSession,
         booking_id: RowId,
-    ) -> Response[Any]:
+    ) -> Response[BookingJson]:
         user = current_user(request)
         try:
             booking = await pay_booking(request, db_session, booking_id, data.card_number)
@@ -189,6 +217,10 @@ class BookingApi(Controller):
             return declined
         return Response(booking_json(booking))
 
-    @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
-    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> dict[str, Any]:
+    @post(
+        "/bookings/{booking_id:int}/cancel",
+        status_code=HTTP_200_OK,
+        **api_doc("Cancel a booking", 403, 404, 409, 422, auth=True),
+    )
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> BookingJson:
         return booking_json(await BookingService(db_session).cancel(current_user(request), booking_id))

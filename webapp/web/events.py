@@ -11,11 +11,13 @@ from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
 from webapp.errors import DomainError, ValidationFailed
 from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
-from webapp.events.schemas import EventCreate, EventPatch, event_json
+from webapp.events.schemas import EventCreate, EventJson, EventPage, EventPatch, event_json
 from webapp.events.services import EventDetails, EventService
 from webapp.groups.services import GroupService
-from webapp.http import DbSession, RowId, current_user, require_user
+from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
+from webapp.openapi import api_doc
+from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.reviews.services import ReviewService
 from webapp.timeutil import common_timezones
 
@@ -55,6 +57,7 @@ async def _organizer_event_page(
 
 class EventPages(Controller):
     path = "/"
+    include_in_schema = False
 
     @get("/")
     async def index(self, db_session: DbSession, q: SearchQuery = "") -> Template:
@@ -147,32 +150,47 @@ class EventPages(Controller):
 
 class EventApi(Controller):
     path = "/api/v1/events"
+    tags = ["events"]
 
-    @get("/")
-    async def list_events(self, db_session: DbSession, q: SearchQuery = "") -> list[dict[str, Any]]:
-        return [event_json(e) for e in await EventService(db_session).list_upcoming(q)]
+    @get("/", **api_doc("List upcoming events, a page at a time", 422))
+    async def list_events(
+        self,
+        db_session: DbSession,
+        q: SearchQuery = "",
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+        cursor: PageCursor = None,
+    ) -> EventPage:
+        events, next_cursor = await EventService(db_session).page_upcoming(q, limit, cursor)
+        return {"items": [event_json(e) for e in events], "next_cursor": next_cursor}
 
-    @post("/", guards=[require_user], status_code=HTTP_201_CREATED)
+    @post(
+        "/", guards=[require_user], status_code=HTTP_201_CREATED, **api_doc("Create an event", 400, 403, 422, auth=True)
+    )
     async def create(
         self, request: Request[Any, Any, Any], data: JSONBody[EventCreate], db_session: DbSession
-    ) -> dict[str, Any]:
+    ) -> EventJson:
         details = EventDetails(**{f: getattr(data, f) for f in data.__struct_fields__})
         return event_json(await EventService(db_session).create(current_user(request), details))
 
-    @get("/{event_id:int}")
-    async def show(self, db_session: DbSession, event_id: RowId) -> dict[str, Any]:
+    @get("/{event_id:int}", **api_doc("Show an event", 404, 422))
+    async def show(self, db_session: DbSession, event_id: RowId) -> EventJson:
         return event_json(await EventService(db_session).get(event_id))
 
-    @patch("/{event_id:int}", guards=[require_user])
+    @patch("/{event_id:int}", guards=[require_user], **api_doc("Change an event", 400, 403, 404, 409, 422, auth=True))
     async def update(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[EventPatch],
         db_session: DbSession,
         event_id: RowId,
-    ) -> dict[str, Any]:
+    ) -> EventJson:
         return event_json(await EventChangeService(db_session).update(current_user(request), event_id, data.changes()))
 
-    @post("/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
-    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> dict[str, Any]:
+    @post(
+        "/{event_id:int}/cancel",
+        guards=[require_user],
+        status_code=HTTP_200_OK,
+        **api_doc("Cancel an event", 403, 404, 409, 422, auth=True),
+    )
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> EventJson:
         return event_json(await EventChangeService(db_session).cancel(current_user(request), event_id))

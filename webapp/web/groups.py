@@ -11,17 +11,19 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.errors import Conflict, DomainError
-from webapp.groups.schemas import GroupCreate, InvitationCreate, group_json, invitation_json
+from webapp.groups.schemas import GroupCreate, GroupJson, InvitationCreate, InvitationJson, group_json, invitation_json
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.notifications.services import NotificationService, notification_json
 from webapp.notifications.views import item_view
+from webapp.openapi import api_doc
 from webapp.web.notifications import count_trigger
 
 
 class GroupPages(Controller):
     path = "/"
     guards = [require_user]
+    include_in_schema = False
 
     @get("/groups")
     async def index(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
@@ -172,37 +174,50 @@ class GroupPages(Controller):
 class GroupApi(Controller):
     path = "/api/v1"
     guards = [require_user]
+    tags = ["groups"]
 
-    @post("/groups", status_code=HTTP_201_CREATED)
+    @post("/groups", status_code=HTTP_201_CREATED, **api_doc("Create a group", 400, 403, 422, auth=True))
     async def create(
         self, request: Request[Any, Any, Any], data: JSONBody[GroupCreate], db_session: DbSession
-    ) -> dict[str, Any]:
+    ) -> GroupJson:
         return group_json(await GroupService(db_session).create(current_user(request), data.name))
 
-    @post("/groups/{group_id:int}/invitations", status_code=HTTP_201_CREATED)
+    @post(
+        "/groups/{group_id:int}/invitations",
+        status_code=HTTP_201_CREATED,
+        **api_doc("Invite someone to a group I belong to", 400, 403, 404, 409, 422, auth=True),
+    )
     async def invite(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[InvitationCreate],
         db_session: DbSession,
         group_id: RowId,
-    ) -> dict[str, Any]:
+    ) -> InvitationJson:
         limiter = request.app.state.invitation_limiter
         invitation = await GroupService(db_session).invite(current_user(request), group_id, data.email, limiter=limiter)
         return invitation_json(invitation)
 
-    @post("/invitations/{invitation_id:int}/accept", status_code=HTTP_200_OK)
+    @post(
+        "/invitations/{invitation_id:int}/accept",
+        status_code=HTTP_200_OK,
+        **api_doc("Accept an invitation to a group", 403, 404, 409, 422, auth=True),
+    )
     async def accept(
         self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
-    ) -> dict[str, Any]:
+    ) -> InvitationJson:
         invitation = await GroupService(db_session).accept(current_user(request), invitation_id)
         await db_session.commit()
         return invitation_json(invitation)
 
-    @post("/invitations/{invitation_id:int}/decline", status_code=HTTP_200_OK)
+    @post(
+        "/invitations/{invitation_id:int}/decline",
+        status_code=HTTP_200_OK,
+        **api_doc("Decline an invitation to a group", 403, 404, 409, 422, auth=True),
+    )
     async def decline(
         self, request: Request[Any, Any, Any], db_session: DbSession, invitation_id: RowId
-    ) -> dict[str, Any]:
+    ) -> InvitationJson:
         invitation = await GroupService(db_session).decline(current_user(request), invitation_id)
         await db_session.commit()
         return invitation_json(invitation)

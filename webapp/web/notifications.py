@@ -12,8 +12,16 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from webapp.errors import ValidationFailed
 from webapp.http import DbSession, RowId, current_user, from_this_site, require_user
 from webapp.notifications.announcements import AnnouncementService
+from webapp.notifications.schemas import (
+    AnnouncementAccepted,
+    InboxCount,
+    NotificationChanged,
+    NotificationPage,
+    ReadAllResult,
+)
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.notifications.views import TYPE_LABELS, item_view
+from webapp.openapi import api_doc
 
 PANEL_SIZE = 10
 PAGE_SIZE = 20
@@ -48,6 +56,7 @@ def _optional_int(value: Any, name: str) -> int | None:
 class NotificationPages(Controller):
     path = "/notifications"
     guards = [require_user]
+    include_in_schema = False
 
     @post("/panel", status_code=HTTP_200_OK)
     async def panel(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
@@ -142,8 +151,9 @@ class NotificationPages(Controller):
 class NotificationApi(Controller):
     path = "/api/v1"
     guards = [require_user]
+    tags = ["notifications"]
 
-    @get("/notifications")
+    @get("/notifications", **api_doc("List my notifications, a page at a time", 422, auth=True))
     async def listing(
         self,
         request: Request[Any, Any, Any],
@@ -152,7 +162,7 @@ class NotificationApi(Controller):
         type: Annotated[str | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
         limit: Annotated[str, QueryParameter()] = "20",
         cursor: Annotated[str | None, QueryParameter()] = None,
-    ) -> dict[str, Any]:
+    ) -> NotificationPage:
         user = current_user(request)
         service = NotificationService(db_session)
         items, next_cursor = await service.listing(
@@ -164,39 +174,55 @@ class NotificationApi(Controller):
             "next_cursor": str(next_cursor) if next_cursor is not None else None,
         }
 
-    @get("/notifications/unread_count")
-    async def unread_count(self, request: Request[Any, Any, Any], db_session: DbSession) -> dict[str, int]:
+    @get("/notifications/unread_count", **api_doc("Show my unread count", auth=True))
+    async def unread_count(self, request: Request[Any, Any, Any], db_session: DbSession) -> InboxCount:
         state = await NotificationService(db_session).state(current_user(request).id)
         return {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
 
-    @post("/notifications/{notification_id:int}/read", status_code=HTTP_200_OK)
+    @post(
+        "/notifications/{notification_id:int}/read",
+        status_code=HTTP_200_OK,
+        **api_doc("Mark a notification read", 403, 404, 422, auth=True),
+    )
     async def read(
         self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
-    ) -> dict[str, Any]:
+    ) -> NotificationChanged:
         notification, state = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
         return {"notification": notification_json(notification), "unread_count": state.unread_count}
 
-    @post("/notifications/{notification_id:int}/unread", status_code=HTTP_200_OK)
+    @post(
+        "/notifications/{notification_id:int}/unread",
+        status_code=HTTP_200_OK,
+        **api_doc("Mark a notification unread", 403, 404, 422, auth=True),
+    )
     async def unread(
         self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
-    ) -> dict[str, Any]:
+    ) -> NotificationChanged:
         notification, state = await NotificationService(db_session).mark_unread(
             current_user(request).id, notification_id
         )
         return {"notification": notification_json(notification), "unread_count": state.unread_count}
 
-    @post("/notifications/read_all", status_code=HTTP_200_OK)
+    @post(
+        "/notifications/read_all",
+        status_code=HTTP_200_OK,
+        **api_doc("Mark all my notifications read (up to a seq)", 400, 403, 422, auth=True),
+    )
     async def read_all(
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[ReadAllRequest | None] = None
-    ) -> dict[str, Any]:
+    ) -> ReadAllResult:
         up_to = data.up_to_seq if data else None
         ids, state = await NotificationService(db_session).mark_all_read(current_user(request).id, up_to)
         return {"updated": len(ids), "unread_count": state.unread_count}
 
-    @post("/announcements", status_code=HTTP_202_ACCEPTED)
+    @post(
+        "/announcements",
+        status_code=HTTP_202_ACCEPTED,
+        **api_doc("Announce to an event's attendees (or, as an admin, everyone)", 400, 403, 404, 422, 429, auth=True),
+    )
     async def announce(
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[AnnouncementRequest]
-    ) -> dict[str, Any]:
+    ) -> AnnouncementAccepted:
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
         recipients = await service.announce(current_user(request), data.title, data.body, data.event_id)
         return {"status": "accepted", "recipients": recipients}

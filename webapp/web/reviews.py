@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -8,9 +8,11 @@ from litestar.params import JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from webapp.auth.schemas import UserRef
 from webapp.errors import ValidationFailed
 from webapp.events.services import EventService
 from webapp.http import DbSession, RowId, current_user, require_user
+from webapp.openapi import Timestamp, api_doc
 from webapp.reviews.models import Review
 from webapp.reviews.services import ReviewService
 
@@ -20,7 +22,16 @@ class ReviewCreate(msgspec.Struct):
     comment: str = ""
 
 
-def review_json(review: Review) -> dict[str, Any]:
+class ReviewJson(TypedDict):
+    id: int
+    event_id: int
+    user: UserRef
+    rating: int
+    comment: str
+    created_at: Timestamp
+
+
+def review_json(review: Review) -> ReviewJson:
     return {
         "id": review.id,
         "event_id": review.event_id,
@@ -34,6 +45,7 @@ def review_json(review: Review) -> dict[str, Any]:
 class ReviewPages(Controller):
     path = "/events/{event_id:int}/review"
     guards = [require_user]
+    include_in_schema = False
 
     @get("/")
     async def form(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
@@ -62,15 +74,18 @@ class ReviewPages(Controller):
 class ReviewApi(Controller):
     path = "/api/v1/events/{event_id:int}/reviews"
     guards = [require_user]
+    tags = ["reviews"]
 
-    @post("/", status_code=HTTP_201_CREATED)
+    @post(
+        "/", status_code=HTTP_201_CREATED, **api_doc("Review an event I attended", 400, 403, 404, 409, 422, auth=True)
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[ReviewCreate],
         db_session: DbSession,
         event_id: RowId,
-    ) -> dict[str, Any]:
+    ) -> ReviewJson:
         return review_json(
             await ReviewService(db_session).create(current_user(request), event_id, data.rating, data.comment)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from litestar import Request, get
@@ -12,27 +12,34 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from webapp.http import require_user, session_of
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
+from webapp.openapi import api_doc
 from webapp.web.stream_access import admit, parse_last_seq, take_slot, token_deadline
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
 HEADERS = {"Cache-Control": "no-cache, no-transform"}
 RETRY_MS = 2000
 
+# The named events of the API stream, by kind of stream event, with what each carries: the
+# encoder below sends these names and the OpenAPI description lists them (x-sse-events).
+API_EVENTS = {
+    "notification": ("new_notification", "a new notification, as the JSON API shows it; `id:` is its seq"),
+    "count": ("notification_count", "{unread_count, seq, version}: apply only if version is newer"),
+    "read": ("notification_read", "{ids, read, unread_count, seq, version, up_to_seq}: read state changed"),
+    "reset": ("reset", "{seq, unread_count, version}: continuity was lost; adopt these and refetch"),
+}
+# Kinds whose SSE `id:` is the seq, so that Last-Event-ID resumes from them.
+_WITH_ID = ("notification", "reset")
 
-def _json(data: dict[str, Any]) -> str:
+
+def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
 def api_encoder(event: StreamEvent) -> ServerSentEventMessage:
-    if event.kind == "notification":
-        return ServerSentEventMessage(event="new_notification", id=event.seq, data=_json(event.payload))
-    if event.kind == "count":
-        return ServerSentEventMessage(event="notification_count", data=_json(event.payload))
-    if event.kind == "read":
-        return ServerSentEventMessage(event="notification_read", data=_json(event.payload))
-    if event.kind == "reset":
-        return ServerSentEventMessage(event="reset", id=event.seq, data=_json(event.payload))
-    return ServerSentEventMessage(data=None, comment="keep-alive")
+    if event.kind not in API_EVENTS:
+        return ServerSentEventMessage(data=None, comment="keep-alive")
+    seq = event.seq if event.kind in _WITH_ID else None
+    return ServerSentEventMessage(event=API_EVENTS[event.kind][0], id=seq, data=_json(event.payload))
 
 
 def page_encoder(timezone: str, environment: Any) -> Encoder:
@@ -85,7 +92,14 @@ async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     return _open(request, page_encoder(request.user.timezone, environment))
 
 
-@get("/api/v1/notifications/stream", guards=[require_user])
+@get(
+    "/api/v1/notifications/stream",
+    guards=[require_user],
+    tags=["notifications"],
+    **api_doc("Stream notifications as Server-Sent Events", 403, 429, auth=True, events=dict(API_EVENTS.values())),
+)
 async def api_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
-    """Server-Sent Events: `new_notification` (id = seq), `notification_count`, `notification_read`, `reset`."""
+    """Replays what came after `Last-Event-ID` (or `?last_event_id=` on a first connect), then
+    sends live. Heartbeat comments keep proxies open; the stream ends at the token's expiry and
+    the client reconnects. 403: an `Origin` not in ALLOWED_ORIGINS; 429: too many open streams."""
     return _open(request, api_encoder)
