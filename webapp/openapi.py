@@ -92,6 +92,11 @@ class ApiOperation(Operation):
         generated = (self.responses or {}).get("400")
         if generated is not None and not _refers_to_component(generated):
             del self.responses["400"]  # type: ignore[union-attr]
+        # A 204 has no body (RFC 9110 §15.3.5); Litestar documents a handler that returns a
+        # Response[None] (to set cookies) as a JSON null.
+        no_content = (self.responses or {}).get("204")
+        if no_content is not None:
+            no_content.content = None  # type: ignore[union-attr]
 
 
 def _refers_to_component(response: Any) -> bool:

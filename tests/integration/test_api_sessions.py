@@ -119,7 +119,7 @@ async def test_unknown_expired_and_garbage_refresh_tokens_are_401_and_never_logg
         assert_refused(await refresh(client, value))
     for body in ({}, {"refresh_token": 5}, {"refresh_token": None}, []):
         response = await client.post("/api/v1/auth/refresh", json=body)
-        assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error", response.text
+        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error", response.text
     not_json = await client.post("/api/v1/auth/refresh", content=b"{nope", headers={"content-type": "application/json"})
     assert not_json.status_code == 400
     # An expired refresh token is refused without ending anything else of the account.
