@@ -26,6 +26,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # Then the project itself (editable, pointing at /app), which also creates the
 # `tidings` console script. README.md is read by the build backend.
 COPY README.md ./
+COPY tidings/ tidings/
 COPY webapp/ webapp/
 COPY jobs/ jobs/
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -55,6 +56,7 @@ WORKDIR /app
 
 # Files stay owned by root so a compromised process cannot rewrite the app.
 COPY --from=builder /app/.venv /app/.venv
+COPY tidings/ tidings/
 COPY webapp/ webapp/
 COPY jobs/ jobs/
 COPY templates/ templates/

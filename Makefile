@@ -42,7 +42,7 @@ test: install-dev browser $(INTEROP_MODULES)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev
-	$(BIN)/ruff check webapp jobs tests bench
+	$(BIN)/ruff check tidings webapp jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

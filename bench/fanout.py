@@ -31,8 +31,8 @@ from jobs import runtime
 from jobs.fanout import CHUNK_SIZE
 from tests.crowd import seed_crowd
 from tests.services import throwaway_postgres_database
+from tidings.cli import upgrade_database
 from webapp.bookings.models import Booking, BookingAttendee
-from webapp.cli import upgrade_database
 from webapp.db import create_engine, create_sessionmaker
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService

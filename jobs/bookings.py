@@ -11,10 +11,10 @@ from jobs import runtime
 from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
 from webapp.auth.models import User
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_models import Payment
 from webapp.bookings.services import HOLD_EXPIRED
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
-from webapp.payments.models import Payment
 from webapp.timeutil import format_in_zone
 
 

@@ -14,8 +14,8 @@ from webapp.notifications.services import NewNotification, NotificationService
 async def send_group_invitation(invitation_id: int, outbox_id: int | None = None) -> None:
     async with runtime.session(outbox_id) as session:
         invitation = await session.get(Invitation, invitation_id)
-        if invitation is None or invitation.status != "pending":
-            return
+        if invitation is None or invitation.status != "pending" or invitation.invitee_id is None:
+            return  # answered, withdrawn, or still waiting for its address to sign up
         await NotificationService(session).notify(
             NewNotification(
                 user_id=invitation.invitee_id,

@@ -22,9 +22,10 @@ from typing import NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
+from webapp.bookings.reminder_models import Reminder
 from webapp.notifications.models import Notification
-from webapp.reminders.models import Reminder
 
 
 class Policy(NamedTuple):
@@ -58,30 +59,29 @@ REMINDERS_AGE, NOTIFICATIONS_AGE, BATCH_SIZE = policy_from_env()
 
 async def purge_sent_reminders(session: AsyncSession, now: datetime) -> int:
     """Deletes one batch of reminders sent more than REMINDERS_AGE before `now`."""
-    batch = (
-        select(Reminder.id)
-        .where(Reminder.sent_at.is_not(None), Reminder.sent_at < now - REMINDERS_AGE)
-        .order_by(Reminder.sent_at)
-        .limit(BATCH_SIZE)
-        .with_for_update(skip_locked=True)
-    )
-    return await _delete(session, Reminder, list(await session.scalars(batch)))
+    return await _purge_batch(session, Reminder, Reminder.sent_at, now - REMINDERS_AGE)
 
 
 async def purge_expired_notifications(session: AsyncSession, now: datetime) -> int:
     """Deletes one batch of notifications that expired more than NOTIFICATIONS_AGE before `now`."""
+    return await _purge_batch(session, Notification, Notification.expires_at, now - NOTIFICATIONS_AGE)
+
+
+async def _purge_batch(
+    session: AsyncSession,
+    model: type[Reminder] | type[Notification],
+    stamp: InstrumentedAttribute[datetime | None],
+    cutoff: datetime,
+) -> int:
+    """Deletes the oldest BATCH_SIZE rows whose `stamp` is set and before `cutoff`."""
     batch = (
-        select(Notification.id)
-        .where(Notification.expires_at.is_not(None), Notification.expires_at < now - NOTIFICATIONS_AGE)
-        .order_by(Notification.expires_at)
+        select(model.id)
+        .where(stamp.is_not(None), stamp < cutoff)
+        .order_by(stamp)
         .limit(BATCH_SIZE)
         .with_for_update(skip_locked=True)
     )
-    return await _delete(session, Notification, list(await session.scalars(batch)))
-
-
-async def _delete(session: AsyncSession, model: type[Reminder] | type[Notification], ids: list[int]) -> int:
-    if not ids:
-        return 0
-    await session.execute(delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False))
+    ids = list(await session.scalars(batch))
+    if ids:
+        await session.execute(delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False))
     return len(ids)

@@ -86,7 +86,9 @@ class LiveServer:
         self.start_within = start_within
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        # Suites sign up and invite many people from one address: a test of those limits sets its own.
+        unlimited = {"REGISTRATIONS_PER_HOUR": "1000000", "INVITATIONS_PER_HOUR": "1000000"}
+        self.env = {**os.environ, **unlimited, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
         self.env.setdefault("ALLOWED_ORIGINS", self.url)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -94,7 +96,7 @@ class LiveServer:
     def start(self) -> None:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the handle
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "webapp"], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "tidings"], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + self.start_within
         while time.monotonic() < deadline:

@@ -37,6 +37,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# The largest id a row can have (PostgreSQL `integer`): a bigger one in a request is bad input.
+MAX_ROW_ID = 2**31 - 1
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and always returns them aware (SQLite forgets the zone)."""
 

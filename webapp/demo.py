@@ -9,13 +9,13 @@ from sqlalchemy import select
 from webapp.auth.models import User
 from webapp.auth.services import AccountService
 from webapp.bookings.models import Booking, BookingAttendee
+from webapp.bookings.payment_gateway import TestPaymentGateway
+from webapp.bookings.payments import PaymentService
 from webapp.bookings.services import BookingService
 from webapp.db import create_engine, create_sessionmaker, utcnow
 from webapp.events.models import Event
 from webapp.events.services import EventDetails, EventService
 from webapp.groups.services import GroupService
-from webapp.payments.gateway import TestPaymentGateway
-from webapp.payments.services import PaymentService
 
 DEMO_PASSWORD = "tidings-demo"  # noqa: S105 - the published demo password
 DEMO_USERS = [

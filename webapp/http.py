@@ -6,35 +6,46 @@ browser is sent to the login page. No stack trace ever reaches a user.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
+from webapp.db import MAX_ROW_ID as MAX_ROW_ID  # re-exported: controllers and /cable bound ids with it
 from webapp.db import is_retryable, is_unavailable
 from webapp.errors import DomainError, RateLimited
-from webapp.settings import Settings
-from webapp.validation import MAX_ROW_ID, NO_NUL_PATTERN
+from webapp.field_errors import validation_fields
+from webapp.pagination import DEFAULT_PAGE_SIZE, MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
+from webapp.settings import Settings, TrustedProxies
 
 log = logging.getLogger("tidings.http")
 # Set on the ASGI scope when a request failed on a conflict worth running it again for.
 RETRY_REQUESTED = "tidings.retry_requested"
 
 DbSession = NamedDependency[AsyncSession]
-# Ids in paths: anything outside the database's integer range is refused as bad input (400)
+# Ids in paths: anything outside the database's integer range is refused as invalid (422)
 # instead of reaching the driver.
 RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
+# The paging parameters of the API's lists (see webapp.pagination).
+PageLimit = Annotated[
+    int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description=f"Items per page (default {DEFAULT_PAGE_SIZE}).")
+]
+PageCursor = Annotated[
+    str | None,
+    QueryParameter(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the page before; omit for the first."),
+]
 AppSettings = NamedDependency[Settings]
 
 STATUS_CODES = {
@@ -83,8 +94,46 @@ def current_user(request: Request[Any, Any, Any]) -> User:
     return user  # type: ignore[no-any-return]
 
 
+def session_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The session (refresh-token family) the connection's credential belongs to, as the auth
+    middleware found it; None for anonymous connections."""
+    session = getattr(connection.scope.get("auth"), "session", None)
+    return session if isinstance(session, str) else None
+
+
 def client_address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address rate limits key on: the peer, or, when the peer is a configured proxy
+    (TRUSTED_PROXIES), the address that proxy saw."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = request.app.state.settings.trusted_proxies
+    return forwarded_client(peer, request.headers.getall("x-forwarded-for", []), trusted)
+
+
+def forwarded_client(peer: str, forwarded_for: list[str], trusted: TrustedProxies) -> str:
+    """Walks X-Forwarded-For from the right (the hop nearest to us) past trusted proxies: the
+    first address not among them is the client. Entries to its left are whatever the client
+    wrote and are never believed; without a trusted peer the header is ignored altogether."""
+    address = peer
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+    while address in trusted and hops:
+        hop = hops.pop()
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break  # garbage from a hop we trust to append, not to write: stop at what we know
+    return address
+
+
+def from_this_site(request: Request[Any, Any, Any]) -> bool:
+    """Whether the browser says the request was started by one of our own pages, or by the user
+    (address bar, bookmark): a GET that another site can trigger (a link, an image) must not change
+    state. Fetch metadata (Sec-Fetch-Site) where the browser sends it; otherwise a Referer of our own
+    host, which our pages send (Referrer-Policy: same-origin). Without either, the answer is no."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")  # "same-site" is a sibling host, not us
+    referer = request.headers.get("referer")
+    return referer is not None and urlsplit(referer).netloc == request.headers.get("host")
 
 
 def is_api(request: Request[Any, Any, Any]) -> bool:
@@ -117,8 +166,13 @@ def answer_options(request: Request[Any, Any, Any]) -> Response[Any] | None:
     return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
 
+def retry_headers(exc: DomainError) -> dict[str, str] | None:
+    """Retry-After for a refusal by a rate limit, also when a page answers it with its own form."""
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+
+
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = retry_headers(exc)
     if is_api(request):
         response = error_json(exc.status_code, exc.code, exc.message, fields=exc.fields)
     else:
@@ -134,13 +188,22 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return handle_unexpected(request, exc)
     code = STATUS_CODES.get(status, "error")
     message = exc.detail if isinstance(exc.detail, str) else "The request could not be processed."
+    fields: dict[str, str] = {}
     if isinstance(exc, ValidationException):
-        code = "validation_error"
-        message = _validation_message(exc)
+        # One status per kind of error: a value that fails validation is a 422 wherever it was
+        # checked (here, or by a service raising ValidationFailed); a body that is not JSON at
+        # all is a 400 bad_request.
+        fields = validation_fields(exc)
+        if fields:
+            status, code = 422, "validation_error"
+            message = "; ".join(f"{name}: {text}" for name, text in fields.items())
+        elif "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
+            status, code, message = 400, "bad_request", "The request body is not valid JSON."
+        else:
+            status, code, message = 422, "validation_error", "The request is invalid."
     if is_api(request) or request.url.path.endswith("/stream"):
-        response = error_json(status, code, message)  # an EventSource cannot follow a redirect to a page
-        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
-        return response
+        # (an EventSource cannot follow a redirect to a page)
+        return _with_headers(error_json(status, code, message, fields=fields), exc.headers)
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(target, safe='')}"
@@ -149,8 +212,13 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return Redirect(location)
     if status == 403 and "CSRF" in message:
         message = "Your form expired. Reload the page and try again."
-    response = error_page(request, status, message)
-    response.headers.update(exc.headers or {})
+    return _with_headers(error_page(request, status, message), exc.headers)
+
+
+def _with_headers(response: Response[Any], headers: dict[str, str] | None) -> Response[Any]:
+    """The exception's own headers (a 405's Allow, a 401's WWW-Authenticate) stay on the answer."""
+    if headers:
+        response.headers.update(headers)
     return response
 
 
@@ -181,23 +249,6 @@ def handle_database_busy(request: Request[Any, Any, Any], exc: BaseException) ->
         response = error_page(request, 503, message)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
-
-
-def _validation_message(exc: ValidationException) -> str:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    parts = []
-    for item in extra:
-        if isinstance(item, dict):
-            key = item.get("key") or ""
-            text = str(item.get("message", "invalid"))
-            if repr(NO_NUL_PATTERN) in text:  # msgspec names the pattern; a person wants the reason
-                text = "must not contain NUL characters"
-            parts.append(f"{key}: {text}" if key else text)
-    if parts:
-        return "Invalid request: " + "; ".join(parts)
-    if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
-        return "The request body is not valid JSON."
-    return "Invalid request."
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from webapp.errors import RateLimited
 
 log = logging.getLogger("tidings.ratelimit")
 
@@ -16,6 +18,10 @@ log = logging.getLogger("tidings.ratelimit")
 class Counter(Protocol):
     async def hit(self, key: str, window_seconds: int) -> int: ...
     async def peek(self, key: str, window_seconds: int) -> int: ...
+    async def forget(self, key: str, window_seconds: int) -> None: ...
+    # Several keys in one step (one Redis round trip): (key, window_seconds) each.
+    async def hit_many(self, keys: Sequence[tuple[str, int]]) -> list[int]: ...
+    async def forget_many(self, keys: Sequence[tuple[str, int]]) -> None: ...
 
 
 class MemoryCounter:
@@ -56,6 +62,26 @@ class MemoryCounter:
         start, count, _ = self._windows.get(key, (-1, 0, 0.0))
         return count if start == self._window(window_seconds) else 0
 
+    async def forget(self, key: str, window_seconds: int) -> None:
+        start, count, end = self._windows.get(key, (-1, 0, 0.0))
+        if start == self._window(window_seconds) and count > 0:
+            self._windows[key] = (start, count - 1, end)
+
+    async def hit_many(self, keys: Sequence[tuple[str, int]]) -> list[int]:
+        return [await self.hit(key, window) for key, window in keys]  # hit never suspends
+
+    async def forget_many(self, keys: Sequence[tuple[str, int]]) -> None:
+        for key, window in keys:
+            await self.forget(key, window)
+
+
+# One step in Redis, so a release never drives a count below zero nor revives an expired key.
+_DECREMENT_IF_POSITIVE = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 
 class RedisCounter:
     """Shared by every process. If Redis is unreachable the limits fail open (and say so in
@@ -69,16 +95,32 @@ class RedisCounter:
         return f"{self._prefix}:{key}:{int(time.time() // window_seconds)}"
 
     async def hit(self, key: str, window_seconds: int) -> int:
-        redis_key = self._key(key, window_seconds)
+        return (await self.hit_many([(key, window_seconds)]))[0]
+
+    async def forget(self, key: str, window_seconds: int) -> None:
+        await self.forget_many([(key, window_seconds)])
+
+    async def hit_many(self, keys: Sequence[tuple[str, int]]) -> list[int]:
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(redis_key)
-                pipe.expire(redis_key, window_seconds)
-                count, _ = await pipe.execute()
+                for key, window_seconds in keys:
+                    redis_key = self._key(key, window_seconds)
+                    pipe.incr(redis_key)
+                    pipe.expire(redis_key, window_seconds)
+                replies = await pipe.execute()
         except RedisError as exc:
             log.warning("rate limit not recorded, Redis unavailable: %s", exc)
-            return 0
-        return int(count)
+            return [0] * len(keys)
+        return [int(count) for count in replies[::2]]
+
+    async def forget_many(self, keys: Sequence[tuple[str, int]]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, window_seconds in keys:
+                    pipe.eval(_DECREMENT_IF_POSITIVE, 1, self._key(key, window_seconds))
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("rate limit not released, Redis unavailable: %s", exc)
 
     async def peek(self, key: str, window_seconds: int) -> int:
         try:
@@ -100,6 +142,24 @@ class RateLimiter:
 
     async def record(self, key: str) -> None:
         await self.counter.hit(key, self.window_seconds)
+
+    async def take(self, key: str) -> bool:
+        """Counts one attempt and says whether it is within the limit, in one step: the count
+        comes back from the same atomic increment (Redis INCR, or a memory update with no await
+        in between), so attempts made at the same moment cannot all pass a check made before
+        any of them was counted."""
+        return await self.counter.hit(key, self.window_seconds) <= self.limit
+
+    async def enforce(self, key: str, message: str) -> None:
+        """Counts an attempt, or refuses it (429 with Retry-After) once the window is full;
+        a refused attempt is not counted, so the window still ends when it would have."""
+        if not await self.take(key):
+            await self.give_back(key)
+            raise RateLimited(message, retry_after=self.retry_after())
+
+    async def give_back(self, key: str) -> None:
+        """Un-counts an attempt that turned out not to be abuse (a login that succeeded)."""
+        await self.counter.forget(key, self.window_seconds)
 
     def retry_after(self) -> int:
         return self.window_seconds - int(time.time()) % self.window_seconds

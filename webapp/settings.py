@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import math
 import os
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +19,11 @@ from sqlalchemy.exc import ArgumentError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_DISTINCT = 10
+MIN_SECRET_KEY_BITS = 80  # estimated; a 32-character hex key (128 real bits) scores 98 to 125
+# Of characters that continue a run (aaa, 123, cba) or repeat an earlier 4 characters: a random
+# key has about 1 % of them.
+MAX_SECRET_KEY_PATTERN_SHARE = 1 / 4
 
 
 class SettingsError(RuntimeError):
@@ -30,6 +38,33 @@ class DatabaseTimeouts:
     statement_seconds: float = 5.0
 
 
+class TrustedProxies:
+    """TRUSTED_PROXIES: the reverse proxies whose X-Forwarded-For is believed. (A plain class:
+    the settings are a dependency, whose field types the web framework inspects.)"""
+
+    def __init__(self, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> None:
+        self.networks = networks
+
+    def __contains__(self, address: object) -> bool:
+        try:
+            ip = ipaddress.ip_address(str(address))
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    @classmethod
+    def parse(cls, raw: str) -> TrustedProxies:
+        networks = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise SettingsError(f"TRUSTED_PROXIES: {item!r} is not an IP address or network") from None
+        return cls(tuple(networks))
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -40,10 +75,20 @@ class Settings:
     host: str
     port: int
     log_level: str
-    access_token_minutes: int = 15
+    # A session's access tokens (JWTs, checked without a database read) live this long; its
+    # rotating refresh token this many days after its last use.
+    access_token_seconds: int = 900
     refresh_token_days: int = 14
+    # Password checks (login, password change), counted before they run: per account and
+    # address, per address across accounts, and a slower one per account from everywhere.
     login_attempts_per_window: int = 5
     login_window_seconds: int = 300
+    login_attempts_per_address: int = 30
+    login_attempts_per_account_per_hour: int = 100
+    registrations_per_hour: int = 10
+    invitations_per_hour: int = 30
+    # Peers whose X-Forwarded-For is believed (reverse proxies); nobody else's.
+    trusted_proxies: TrustedProxies = field(default_factory=lambda: TrustedProxies(()))
     stream_heartbeat_seconds: float = 15.0
     stream_max_lifetime_seconds: float = 3600.0
     stream_replay_limit: int = 500
@@ -102,6 +147,30 @@ def _development_secret_key() -> str:
     return path.read_text().strip()
 
 
+def secret_key_weakness(key: str) -> str | None:
+    """Why a production SECRET_KEY is too easy to guess, or None. The checks are estimates, so
+    they are kept loose enough that any generated random key passes (token_urlsafe, token_hex)."""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"it is shorter than {MIN_SECRET_KEY_LENGTH} characters"
+    if len(set(key)) < MIN_SECRET_KEY_DISTINCT:
+        return f"it uses fewer than {MIN_SECRET_KEY_DISTINCT} different characters"
+    patterned = set()
+    for i in range(2, len(key)):
+        a, b, c = (ord(ch) for ch in key[i - 2 : i + 1])
+        if c - b == b - a and abs(b - a) <= 1:
+            patterned.add(i)  # continues a run
+    for i in range(4, len(key) - 3):
+        if key[i : i + 4] in key[: i + 3]:
+            patterned.update(range(i, i + 4))  # repeats something said before
+    if len(patterned) > len(key) * MAX_SECRET_KEY_PATTERN_SHARE:
+        return "it is made of repeated or sequential characters (like aaaa, 1234 or abcabc)"
+    counts = Counter(key)
+    bits = -sum(n * math.log2(n / len(key)) for n in counts.values())
+    if bits < MIN_SECRET_KEY_BITS:
+        return f"it carries an estimated {bits:.0f} bits of randomness, under {MIN_SECRET_KEY_BITS}"
+    return None
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     mode = env.get("TIDINGS_ENV", "development").strip().lower()
@@ -109,9 +178,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError("TIDINGS_ENV must be 'development' or 'production'")
     secret_key = env.get("SECRET_KEY", "")
     if mode == "production":
-        if len(secret_key) < MIN_SECRET_KEY_LENGTH or len(set(secret_key)) < 10:
+        weakness = secret_key_weakness(secret_key)
+        if weakness:
             raise SettingsError(
-                f"SECRET_KEY must be set to a random value of at least {MIN_SECRET_KEY_LENGTH} characters"
+                f"SECRET_KEY is too weak for production: {weakness}. Generate one, e.g. "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
     elif not secret_key:
         secret_key = _development_secret_key()
@@ -143,6 +214,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         host=host,
         port=int(port),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        access_token_seconds=number("ACCESS_TOKEN_SECONDS", 900),
+        refresh_token_days=number("REFRESH_TOKEN_DAYS", 14),
         stream_heartbeat_seconds=number("STREAM_HEARTBEAT_SECONDS", 15.0, float),
         stream_max_lifetime_seconds=number("STREAM_MAX_LIFETIME_SECONDS", 3600.0, float),
         stream_replay_limit=number("STREAM_REPLAY_LIMIT", 500),
@@ -156,6 +229,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         jobs_namespace=env.get("JOBS_NAMESPACE", "").strip() or f"{redis_namespace}:jobs",
         redis_timeout_seconds=number("REDIS_TIMEOUT_SECONDS", 2.0, float),
         payment_hold_minutes=number("PAYMENT_HOLD_MINUTES", 15),
+        registrations_per_hour=number("REGISTRATIONS_PER_HOUR", 10),
+        invitations_per_hour=number("INVITATIONS_PER_HOUR", 30),
+        trusted_proxies=TrustedProxies.parse(env.get("TRUSTED_PROXIES", "")),
     )
 
 

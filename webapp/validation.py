@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from webapp.db import MAX_ROW_ID
 from webapp.errors import ValidationFailed
 
-MAX_INT32 = 2**31 - 1
-MAX_ROW_ID = MAX_INT32
+MAX_INT32 = MAX_ROW_ID  # PostgreSQL INTEGER: every id, seq and count column
 
 # JSON fields: the bounds are part of the decoded type, so they also appear in the OpenAPI schema.
 RowIdField = Annotated[int, msgspec.Meta(ge=1, le=MAX_ROW_ID)]

@@ -1,4 +1,4 @@
-"""Browser end-to-end fixtures: a live `python -m webapp` server, one Chromium per session,
+"""Browser end-to-end fixtures: a live `python -m tidings` server, one Chromium per session,
 a fresh browser context (fresh cookies and storage) per test, and full-page screenshots.
 
 Every test under tests/e2e is marked `e2e`.

@@ -177,6 +177,20 @@ async def record_badge_changes(page: Page, expected: str) -> None:
     )
 
 
+async def wait_in_page(page: Page, expression: str, within_ms: float) -> None:
+    """Waits until `expression` is true in the page. Not `page.wait_for_function`: that compiles the
+    expression with eval inside the page, which the site's Content-Security-Policy refuses; evaluate
+    runs from outside. The page's own timers record when things happened (e.g. window.__badgeAt)."""
+    deadline = time.monotonic() + within_ms / 1000
+    for _ in range(int(within_ms / 10) + 1):
+        if await page.evaluate(expression):
+            return
+        if time.monotonic() > deadline:
+            break
+        await page.wait_for_timeout(10)
+    raise AssertionError(f"{expression!r} did not become true within {within_ms:.0f} ms")
+
+
 async def wait_for_leader(pages: list[Page], within_s: float = 5.0) -> Page:
     """The one tab holding the stream (its #notif-root has data-stream-leader=true)."""
     deadline = time.monotonic() + within_s

@@ -327,7 +327,7 @@ async def test_form_errors_show_inline_and_keep_what_was_typed(page: Page, shot:
     password = page.get_by_label("Password")
     await password.fill("short")
     await page.get_by_role("button", name="Create account").click()
-    # The browser's own check (minlength=8) stops the form first...
+    # The browser's own check (minlength=10) stops the form first...
     assert await password.evaluate("el => el.validity.tooShort")
     assert _path(page.url) == "/register"
     await shot(page, "register-blocked-by-browser")
@@ -337,7 +337,7 @@ async def test_form_errors_show_inline_and_keep_what_was_typed(page: Page, shot:
     async with page.expect_response(lambda r: r.url.endswith("/register") and r.request.method == "POST") as sent:
         await page.get_by_role("button", name="Create account").click()
     assert (await sent.value).status == 422
-    await expect(page.locator("#e-password")).to_have_text("Use at least 8 characters.")
+    await expect(page.locator("#e-password")).to_have_text("Use at least 10 characters.")
     await expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
     await expect(page.get_by_label("Password")).to_have_value("")
     await expect(page.get_by_label("Name")).to_have_value("Sam Short")

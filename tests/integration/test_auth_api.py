@@ -34,12 +34,12 @@ async def test_invalid_registration_is_rejected_with_field_messages(client):
     assert set(error["fields"]) == {"email", "password", "name", "timezone"}
 
 
-async def test_missing_fields_wrong_types_and_bad_json_are_400(client):
+async def test_missing_fields_and_wrong_types_are_422_and_bad_json_is_400(client):
     missing = await client.post("/api/v1/auth/register", json={"email": "x@example.com"})
-    assert missing.status_code == 400
+    assert missing.status_code == 422
     assert missing.json()["error"]["code"] == "validation_error"
     wrong_type = await client.post("/api/v1/auth/register", json={"email": 5, "password": [], "name": {}})
-    assert wrong_type.status_code == 400
+    assert wrong_type.status_code == 422
     bad_json = await client.post(
         "/api/v1/auth/register", content=b"{not json", headers={"content-type": "application/json"}
     )

@@ -19,15 +19,16 @@ from tests.api import bearer, book, create_event, event_payload, eventually, pay
 from tests.conftest import TEST_SECRET
 from tests.services import LiveServer
 from webapp.auth.models import User
+from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_gateway import ChargeResult, TestPaymentGateway
+from webapp.bookings.payment_models import Payment
+from webapp.bookings.payments import PaymentService
+from webapp.bookings.reminder_models import Reminder
 from webapp.bookings.services import BookingService
 from webapp.db import create_sessionmaker, utcnow
 from webapp.events.models import Event
 from webapp.events.services import EventDetails, EventService
-from webapp.payments.gateway import ChargeResult, TestPaymentGateway
-from webapp.payments.models import Payment
-from webapp.payments.services import PaymentService
-from webapp.reminders.models import Reminder
 
 CAPACITY = 25
 RACERS = 20
@@ -318,8 +319,21 @@ async def move(engine, organizer: User, event_id: int, start: datetime) -> None:
     """The organizer's edit, straight away: its first statement takes the event row, so a booking
     started at the same moment has usually read the event and not yet confirmed."""
     async with create_sessionmaker(engine)() as db:
-        await EventService(db).update(organizer, event_id, {"starts_at": start, "ends_at": start + timedelta(hours=2)})
+        moved = {"starts_at": start, "ends_at": start + timedelta(hours=2)}
+        await EventChangeService(db).update(organizer, event_id, moved)
         await db.commit()
+
+
+async def assert_reminders_follow_the_move(engine, event_id: int, start, race: int) -> None:
+    """After race `race` (0-based) the event starts race+1 hours after `start`, race+1 bookings are
+    confirmed, and every one of their 3 reminders is computed from the new start."""
+    starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
+    assert confirmed == race + 1
+    assert len(reminders) == 3 * confirmed
+    assert starts_at == start + timedelta(hours=race + 1)
+    assert set(reminders) == {starts_at}, (
+        f"race {race}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
+    )
 
 
 async def test_a_free_booking_confirmed_while_its_event_moves_gets_reminders_for_the_new_start(engine, outbox_held):
@@ -332,13 +346,7 @@ async def test_a_free_booking_confirmed_while_its_event_moves_gets_reminders_for
 
     for i, booker in enumerate(bookers):
         await asyncio.gather(move(engine, organizer, event_id, start + timedelta(hours=i + 1)), confirm(booker))
-        starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
-        assert confirmed == i + 1
-        assert len(reminders) == 3 * confirmed
-        assert starts_at == start + timedelta(hours=i + 1)
-        assert set(reminders) == {starts_at}, (
-            f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
-        )
+        await assert_reminders_follow_the_move(engine, event_id, start, race=i)
 
 
 async def test_a_payment_confirmed_while_its_event_moves_gets_reminders_for_the_new_start(engine, outbox_held):
@@ -363,13 +371,7 @@ async def test_a_payment_confirmed_while_its_event_moves_gets_reminders_for_the_
         await asyncio.gather(
             move(engine, organizer, event_id, start + timedelta(hours=i + 1)), confirm(booker, booking_id)
         )
-        starts_at, reminders, confirmed = await reminder_starts(engine, event_id)
-        assert confirmed == i + 1
-        assert len(reminders) == 3 * confirmed
-        assert starts_at == start + timedelta(hours=i + 1)
-        assert set(reminders) == {starts_at}, (
-            f"race {i}: reminders for {sorted(set(reminders))}, the event starts {starts_at}"
-        )
+        await assert_reminders_follow_the_move(engine, event_id, start, race=i)
 
 
 class RoundTripGateway:

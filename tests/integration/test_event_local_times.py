@@ -186,7 +186,7 @@ async def test_api_refuses_a_local_time_without_offset_even_inside_a_gap_and_cre
     assert response.status_code == 422, response.text
     fields = response.json()["error"]["fields"]
     assert "UTC offset" in fields["starts_at"] and "UTC offset" in fields["ends_at"]
-    assert (await client.get("/api/v1/events")).json() == []
+    assert (await client.get("/api/v1/events")).json()["items"] == []
 
 
 async def test_api_patch_refuses_a_local_time_without_offset_and_changes_nothing(client):

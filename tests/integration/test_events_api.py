@@ -74,7 +74,7 @@ async def test_list_shows_upcoming_scheduled_events_in_start_order_but_not_cance
 
     response = await client.get("/api/v1/events")
     assert response.status_code == 200
-    assert [e["id"] for e in response.json()] == [sooner["id"], later["id"]]
+    assert [e["id"] for e in response.json()["items"]] == [sooner["id"], later["id"]]
 
 
 async def test_create_and_patch_answer_with_the_same_utc_times_that_get_returns(client):
@@ -170,7 +170,7 @@ async def test_editing_an_event_that_has_started_is_409(client, session):
     assert (await get_event(client, started.id))["title"] == started.title
 
 
-# --- malformed requests: 400 -------------------------------------------------------------------
+# --- malformed requests: 400 (not JSON) and 422 (JSON of the wrong shape) ---------------------------
 
 
 async def test_create_with_malformed_json_is_400(client):
@@ -194,14 +194,14 @@ async def test_patch_with_malformed_json_is_400(client):
 
 
 @pytest.mark.parametrize("missing", ["title", "venue", "starts_at", "ends_at", "timezone", "capacity", "price_cents"])
-async def test_create_with_a_required_field_missing_is_400(client, missing):
+async def test_create_with_a_required_field_missing_is_422(client, missing):
     _, token = await register(client)
     payload = event_payload()
     del payload[missing]
     response = await client.post("/api/v1/events", json=payload, headers=bearer(token))
-    error = assert_error(response, 400, "validation_error")
-    assert missing in error["message"]
-    assert (await client.get("/api/v1/events")).json() == []
+    error = assert_error(response, 422, "validation_error")
+    assert error["fields"][missing] == "is required"
+    assert (await client.get("/api/v1/events")).json()["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -216,18 +216,18 @@ async def test_create_with_a_required_field_missing_is_400(client, missing):
     ],
     ids=["capacity-string", "price-float", "title-number", "starts-at-not-a-date", "timezone-list", "capacity-null"],
 )
-async def test_create_with_wrong_types_is_400(client, overrides):
+async def test_create_with_wrong_types_is_422(client, overrides):
     _, token = await register(client)
     response = await client.post("/api/v1/events", json=event_payload(**overrides), headers=bearer(token))
-    assert_error(response, 400, "validation_error")
-    assert (await client.get("/api/v1/events")).json() == []
+    assert_error(response, 422, "validation_error")
+    assert (await client.get("/api/v1/events")).json()["items"] == []
 
 
-async def test_patch_with_wrong_type_is_400(client):
+async def test_patch_with_wrong_type_is_422(client):
     _, token = await register(client)
     event = await create_event(client, token)
     response = await client.patch(f"/api/v1/events/{event['id']}", json={"capacity": "many"}, headers=bearer(token))
-    assert_error(response, 400, "validation_error")
+    assert_error(response, 422, "validation_error")
     assert (await get_event(client, event["id"]))["capacity"] == event["capacity"]
 
 
@@ -282,7 +282,7 @@ async def test_create_with_invalid_value_is_422_naming_the_field(client, overrid
     response = await client.post("/api/v1/events", json=event_payload(**overrides), headers=bearer(token))
     error = assert_error(response, 422, "validation_error")
     assert field in error["fields"], error
-    assert (await client.get("/api/v1/events")).json() == []
+    assert (await client.get("/api/v1/events")).json()["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -369,5 +369,5 @@ async def test_unauthenticated_create_patch_and_cancel_are_401(client):
     )
     assert_error(await client.patch(f"/api/v1/events/{event['id']}", json={"title": "x"}), 401, "unauthorized")
     assert_error(await client.post(f"/api/v1/events/{event['id']}/cancel"), 401, "unauthorized")
-    assert [e["id"] for e in (await client.get("/api/v1/events")).json()] == [event["id"]]
+    assert [e["id"] for e in (await client.get("/api/v1/events")).json()["items"]] == [event["id"]]
     assert await get_event(client, event["id"]) == event

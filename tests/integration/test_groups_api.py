@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.api import bearer, book, create_event, register
+from tests.api import bearer, book, create_event, inbox, register
 
 
 async def create_group(client, token: str, name: str = "Friends") -> dict:
@@ -32,7 +32,7 @@ async def join(client, owner_token: str, group_id: int, user: dict, token: str) 
 async def my_bookings(client, token: str) -> list[dict]:
     response = await client.get("/api/v1/bookings", headers=bearer(token))
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()["items"]  # type: ignore[no-any-return]
 
 
 # --- groups and invitations --------------------------------------------------------------------
@@ -68,17 +68,49 @@ async def test_owner_invites_an_existing_account_by_email(client):
     assert invitation["status"] == "pending"
     assert invitation["group"] == {"id": group["id"], "name": "Hikers"}
     assert invitation["inviter"] == {"id": owner["id"], "name": "Olive"}
-    assert invitation["invitee"] == {"id": friend["id"], "name": "Fred", "email": "fred@example.com"}
+    # Only what the owner typed: nothing that tells an address with an account from one without.
+    assert invitation["invitee"] == {"email": "fred@example.com"}
+    assert friend["email"] == "fred@example.com"
 
 
-async def test_inviting_an_email_without_an_account_is_422(client):
+async def test_inviting_an_address_without_an_account_answers_like_one_with_an_account(client):
     _, token = await register(client)
+    await register(client, name="Known Person", email="known@example.com")
     group = await create_group(client, token)
-    response = await invite(client, token, group["id"], "nobody@example.com")
-    assert response.status_code == 422, response.text
-    error = response.json()["error"]
-    assert error["code"] == "validation_error"
-    assert "email" in error["fields"]
+    known = await invite(client, token, group["id"], "known@example.com")
+    unknown = await invite(client, token, group["id"], "nobody@example.com")
+    assert known.status_code == unknown.status_code == 201, (known.text, unknown.text)
+
+    def shape(body: dict) -> dict:
+        return {**body, "id": "<id>", "created_at": "<time>", "invitee": {"email": "<email>"}}
+
+    assert shape(known.json()) == shape(unknown.json())
+    assert unknown.json()["invitee"] == {"email": "nobody@example.com"}
+    again_known = await invite(client, token, group["id"], "known@example.com")
+    again_unknown = await invite(client, token, group["id"], "nobody@example.com")
+    assert again_known.status_code == again_unknown.status_code == 409
+    assert again_known.json() == again_unknown.json()
+    page = await client.get(f"/groups/{group['id']}", headers=bearer(token))
+    assert "known@example.com" in page.text and "nobody@example.com" in page.text
+    assert "Known Person" not in page.text  # the owner's page does not tell them apart either
+
+    malformed = await invite(client, token, group["id"], "not-an-address")
+    assert malformed.status_code == 422
+    assert malformed.json()["error"]["code"] == "validation_error"
+
+
+async def test_an_invitation_to_an_address_waits_for_its_sign_up(client):
+    owner, token = await register(client, name="Olive")
+    group = await create_group(client, token, "Early Birds")
+    invited = await invite(client, token, group["id"], "Later@Example.com")
+    assert invited.status_code == 201, invited.text
+    _, newcomer_token = await register(client, name="Lou Later", email="later@example.com")
+    items = (await inbox(client, newcomer_token))["items"]
+    assert [n["type"] for n in items] == ["group_invitation"]
+    assert items[0]["data"]["invitation_id"] == invited.json()["id"]
+    accepted = await client.post(f"/api/v1/invitations/{invited.json()['id']}/accept", headers=bearer(newcomer_token))
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted"
 
 
 async def test_inviting_someone_with_a_pending_invitation_is_409(client):

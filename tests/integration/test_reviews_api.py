@@ -94,13 +94,13 @@ async def test_a_rating_outside_1_to_5_is_422(client, session, rating):
     assert await review_count(session) == 0
 
 
-async def test_a_non_integer_rating_is_400(client, session):
+async def test_a_non_integer_rating_is_422(client, session):
     organizer, _ = await register(client)
     attendee, token = await register(client)
     event = await insert_event(session, organizer["id"], **ENDED)
     await insert_booking(session, event, attendee["id"])
     response = await review(client, token, event.id, "five")
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert await review_count(session) == 0
 
 

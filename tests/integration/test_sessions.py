@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.integration.pages import csrf_token, post_form, register_in_browser
-from webapp.app import create_app
+from tidings.app import create_app
 from webapp.auth.models import RefreshToken, User
 from webapp.auth.tokens import issue_access_token
 from webapp.db import utcnow
@@ -126,7 +126,7 @@ async def test_logout_revokes_the_refresh_token_and_clears_cookies(client, sessi
 async def test_a_bearer_token_and_an_expired_one(client):
     await register_in_browser(client, "bearer@example.com")
     me = (await client.get("/api/v1/me")).json()
-    expired = issue_access_token(me["id"], TEST_SECRET, timedelta(seconds=-5))
+    expired = issue_access_token(me["id"], TEST_SECRET, timedelta(seconds=-5), "test-session")
     response = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401  # an explicit Bearer token is never replaced by cookies
 

@@ -18,10 +18,10 @@ from sqlalchemy import event, insert
 
 from webapp.auth.models import User
 from webapp.db import create_engine, create_sessionmaker, utcnow
+from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NewNotification, NotificationService
+from webapp.notifications.stream import InboxStream, StreamConfig, StreamEvent
 from webapp.realtime.doorbell import Hub, current_doorbell, set_doorbell
-from webapp.realtime.resync import StreamResync
-from webapp.realtime.stream import InboxStream, StreamConfig, StreamEvent
 
 
 class OpenStream:

@@ -11,19 +11,20 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 import webapp.auth.services as auth_services
 from tests.api import bearer, book, create_event, register
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
 from tests.services import LiveServer, free_port
+from webapp.bookings.payment_gateway import ChargeResult, TestPaymentGateway
+from webapp.db import Base
 from webapp.groups.models import Group
 from webapp.groups.services import GroupService
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
-from webapp.payments.gateway import ChargeResult, TestPaymentGateway
+from webapp.tables import import_all_models
 
 GOOD_CARD = "4242 4242 4242 4242"
 
@@ -159,22 +160,28 @@ async def test_other_users_are_not_held_up_while_a_password_is_verified(in_proce
         assert (await login).status_code == 200
 
 
-async def test_reading_pages_and_the_api_takes_no_write_lock(client, database_url):
-    path = sqlite_path(database_url)
-    if path is None:
-        pytest.skip("SQLite's database-wide write lock; PostgreSQL readers never take one")
+async def test_reading_pages_and_the_api_takes_no_write_lock(client, database_url, engine):
+    """Another transaction holds every table against writers (SQLite: its database-wide write lock;
+    PostgreSQL: EXCLUSIVE table locks, which only plain reads get past): GET requests still answer."""
     _, token = await register(client)
-    writer = sqlite3.connect(path, timeout=1, isolation_level=None)
-    try:
-        writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
+    path = sqlite_path(database_url)
+    async with contextlib.AsyncExitStack() as held:
+        if path is not None:
+            writer = sqlite3.connect(path, timeout=1, isolation_level=None)
+            writer.execute("BEGIN IMMEDIATE")
+            held.callback(writer.close)
+            held.callback(writer.execute, "ROLLBACK")
+        else:
+            conn = await held.enter_async_context(engine.connect())
+            await held.enter_async_context(conn.begin())  # rolled back on the way out
+            import_all_models()
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
         started = time.monotonic()
-        for url in ("/api/v1/me", "/api/v1/notifications/unread_count", "/api/v1/events", "/api/v1/bookings"):
+        for url in ("/api/v1/me", "/api/v1/notifications/unread_count", "/api/v1/events", "/api/v1/bookings", "/"):
             response = await client.get(url, headers=bearer(token))
             assert response.status_code == 200, (url, response.text)
         assert time.monotonic() - started < 5, "reads waited for the write lock"
-    finally:
-        writer.execute("ROLLBACK")
-        writer.close()
 
 
 # ---- the dropdown and "mark all as read" share one snapshot -----------------------------------
@@ -183,8 +190,11 @@ async def test_reading_pages_and_the_api_takes_no_write_lock(client, database_ur
 async def test_mark_all_read_marks_exactly_what_the_dropdown_showed(
     in_process_server, engine, database_url, monkeypatch
 ):
-    if sqlite_path(database_url):
-        pytest.skip("SQLite runs one writer at a time: nothing can commit while the dropdown is built")
+    # On PostgreSQL the late notification commits while the dropdown is being built. SQLite runs
+    # one writer at a time, so there it commits as soon as the dropdown's transaction ends, before
+    # "mark all as read": either way it must stay unread.
+    one_writer = sqlite_path(database_url) is not None
+    background: list[asyncio.Task[None]] = []
     from tests.integration.pages import csrf_token, post_form, register_in_browser
     from webapp.db import create_sessionmaker
 
@@ -212,7 +222,10 @@ async def test_mark_all_read_marks_exactly_what_the_dropdown_showed(
             calls += 1
             if calls == 2:
                 arrived = True
-                await arrive("arrived while the dropdown was built")
+                if one_writer:
+                    background.append(asyncio.create_task(arrive("arrived while the dropdown was built")))
+                else:
+                    await arrive("arrived while the dropdown was built")
 
         async def listing_then_arrival(self, *args, **kwargs):
             page = await listing(self, *args, **kwargs)
@@ -229,6 +242,7 @@ async def test_mark_all_read_marks_exactly_what_the_dropdown_showed(
         monkeypatch.setattr(NotificationService, "state", state_then_arrival)
         panel = await browser.post("/notifications/panel", headers={**csrf, "HX-Request": "true"})
         monkeypatch.undo()
+        await asyncio.gather(*background)
         assert panel.status_code == 200 and arrived, panel.text
         assert "arrived while the dropdown was built" not in panel.text
         up_to_seq = panel.text.split('name="up_to_seq" value="', 1)[1].split('"', 1)[0]

@@ -51,11 +51,13 @@ def node() -> str:
 class NodeClient:
     """One Node script in a subprocess; its stdout is JSON lines, collected as they arrive."""
 
-    def __init__(self, node: str, script: str, env: dict[str, str]) -> None:
+    def __init__(self, node: str, script: str, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> None:
         self.argv = [node, str(INTEROP_DIR / script)]
         self.env = {**os.environ, **env}
+        self.pass_fds = pass_fds
         self.script = script
         self.lines: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() each line of `lines` was read
         self.stderr: list[str] = []
         self.process: asyncio.subprocess.Process | None = None
         self._readers: list[asyncio.Task[None]] = []
@@ -65,9 +67,10 @@ class NodeClient:
             *self.argv,
             cwd=INTEROP_DIR,
             env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            pass_fds=self.pass_fds,
         )
         assert self.process.stdout is not None and self.process.stderr is not None
         self._readers = [
@@ -75,6 +78,12 @@ class NodeClient:
             asyncio.create_task(self._read(self.process.stderr, self.stderr.append)),
         ]
         return self
+
+    async def command(self, line: str) -> None:
+        """One line on the script's stdin (the scripts that take commands say which)."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
 
     @staticmethod
     async def _read(stream: asyncio.StreamReader, sink: Callable[[str], None]) -> None:
@@ -85,13 +94,19 @@ class NodeClient:
         if not text.strip():
             return
         try:
-            self.lines.append(json.loads(text))
+            line = json.loads(text)
         except ValueError:
-            self.lines.append({"kind": "unparsed", "text": text})
+            line = {"kind": "unparsed", "text": text}
+        self.arrived.append(time.monotonic())
+        self.lines.append(line)
 
     @property
     def exited(self) -> bool:
         return self.process is not None and self.process.returncode is not None
+
+    def arrival(self, line: dict[str, Any]) -> float:
+        """When this line (one of `lines`, not a copy) was read."""
+        return next(at for at, seen in zip(self.arrived, self.lines, strict=False) if seen is line)
 
     def matching(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         return [line for line in list(self.lines) if predicate(line)]
@@ -111,13 +126,15 @@ class NodeClient:
             await asyncio.sleep(0.02)
 
     def transcript(self) -> str:
-        out = "\n".join(json.dumps(line) for line in self.lines[-60:])
+        out = "\n".join(json.dumps(line)[:400] for line in self.lines[-60:])  # big payloads cut short
         err = "\n".join(self.stderr[-30:])
         return f"--- stdout (JSON lines) ---\n{out}\n--- stderr (tail) ---\n{err}"
 
     async def stop(self) -> None:
         if self.process is None:
             return
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         if self.process.returncode is None:
             self.process.terminate()
             try:
@@ -136,9 +153,21 @@ async def node_client(node: str) -> AsyncIterator[NodeFactory]:
     """Starts a script from tests/interop against a server with a token; stops it after the test."""
     clients: list[NodeClient] = []
 
-    async def start(script: str, server: LiveServer, token: str, max_seconds: int = 45) -> NodeClient:
-        env = {"TIDINGS_BASE_URL": server.url, "TIDINGS_TOKEN": token, "TIDINGS_MAX_SECONDS": str(max_seconds)}
-        client = NodeClient(node, script, env)
+    async def start(
+        script: str,
+        server: LiveServer,
+        token: str,
+        max_seconds: int = 45,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> NodeClient:
+        env = {
+            "TIDINGS_BASE_URL": server.url,
+            "TIDINGS_TOKEN": token,
+            "TIDINGS_MAX_SECONDS": str(max_seconds),
+            **(env or {}),
+        }
+        client = NodeClient(node, script, env, pass_fds)
         clients.append(client)
         return await client.start()
 

@@ -21,6 +21,7 @@ from jobs import runtime
 from jobs.fanout import notify_event_change
 from tests.crowd import UNUSABLE_PASSWORD_HASH
 from webapp.auth.models import User
+from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
 from webapp.db import create_sessionmaker, utcnow
 from webapp.events.services import EventDetails, EventService
@@ -94,14 +95,14 @@ async def event_with_attendee(maker: Any, tag: str) -> tuple[int, int, int]:
 
 async def edit(maker: Any, organizer_id: int, event_id: int, **changes: Any) -> None:
     async with maker() as session:
-        await EventService(session).update(await session.get(User, organizer_id), event_id, changes)
+        await EventChangeService(session).update(await session.get(User, organizer_id), event_id, changes)
         await session.commit()
     await hand_overs_finished()  # the fan-out message is captured off the event loop
 
 
 async def cancel(maker: Any, organizer_id: int, event_id: int) -> None:
     async with maker() as session:
-        await EventService(session).cancel(await session.get(User, organizer_id), event_id)
+        await EventChangeService(session).cancel(await session.get(User, organizer_id), event_id)
         await session.commit()
     await hand_overs_finished()
 

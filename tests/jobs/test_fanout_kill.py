@@ -52,7 +52,7 @@ async def test_a_worker_killed_mid_fan_out_leaves_every_attendee_exactly_one_not
     try:
         from webapp.auth.tokens import issue_access_token
 
-        token = issue_access_token(organizer_id, TEST_SECRET, timedelta(minutes=5))
+        token = issue_access_token(organizer_id, TEST_SECRET, timedelta(minutes=5), "test-session")
         new_start = (utcnow().replace(microsecond=0) + timedelta(days=6)).isoformat()
         new_end = (utcnow().replace(microsecond=0) + timedelta(days=6, hours=3)).isoformat()
         started = time.monotonic()

@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from tests.api import bearer, book, create_event, eventually, inbox, pay, register
 from tests.integration.pages import register_in_browser
+from webapp.bookings.reminder_models import Reminder
 from webapp.db import utcnow
 from webapp.events.models import Event
-from webapp.reminders.models import Reminder
 
 
 async def notifications(client, token, type_: str, expect: int = 1) -> list[dict]:

@@ -12,9 +12,9 @@ from jobs.scheduler import tick
 from tests.api import bearer, book, create_event, inbox, pay, register
 from tests.integration.pages import post_form, register_in_browser
 from webapp.bookings.models import Booking
+from webapp.bookings.payment_models import Payment
 from webapp.db import create_sessionmaker
 from webapp.notifications.models import Notification
-from webapp.payments.models import Payment
 from webapp.settings import load_settings
 
 HOLD = timedelta(minutes=load_settings({"SECRET_KEY": "x" * 40}).payment_hold_minutes)
@@ -31,7 +31,7 @@ async def seats_left(client, event_id: int) -> int:
 
 
 async def booking_status(client, token: str, booking_id: int) -> dict:
-    bookings = (await client.get("/api/v1/bookings", headers=bearer(token))).json()
+    bookings = (await client.get("/api/v1/bookings", headers=bearer(token))).json()["items"]
     return next(b for b in bookings if b["id"] == booking_id)
 
 

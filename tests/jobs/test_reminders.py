@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from tests.api import bearer, book, create_event, pay, register
+from webapp.bookings.reminder_models import Reminder
 from webapp.db import utcnow
 from webapp.notifications.models import Notification
-from webapp.reminders.models import Reminder
 from webapp.reminders.services import ReminderService, time_left
 
 

@@ -12,10 +12,10 @@ from jobs import retention
 from jobs.scheduler import tick
 from tests.api import register
 from tests.integration.rows import insert_booking, insert_event
+from webapp.bookings.reminder_models import Reminder
 from webapp.db import create_sessionmaker, utcnow
 from webapp.notifications.models import Notification, NotificationCounter
 from webapp.notifications.services import NewNotification, NotificationService
-from webapp.reminders.models import Reminder
 
 NOW = utcnow().replace(microsecond=0) + timedelta(days=400)  # the tick's injected "now"
 REMINDER_AGE = retention.REMINDERS_AGE

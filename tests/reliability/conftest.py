@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -64,6 +65,19 @@ def server_env(database_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
+_refusing: list[socket.socket] = []
+
+
+def refusing_redis_url() -> str:
+    """A Redis URL whose port refuses every connection at once: a socket bound to it that never
+    listens keeps the port taken for the whole run, so nothing else can start answering there."""
+    if not _refusing:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        _refusing.append(sock)
+    return f"redis://127.0.0.1:{_refusing[0].getsockname()[1]}/0"
+
+
 SERVERS: dict[str, Callable[[str], dict[str, str]]] = {
     # heartbeat 1 s, replay limit 400, at most 3 streams per user, 8 queued doorbell messages
     "server": lambda url: server_env(url),
@@ -71,6 +85,13 @@ SERVERS: dict[str, Callable[[str], dict[str, str]]] = {
     "lifetime_server": lambda url: server_env(url, STREAM_MAX_LIFETIME_SECONDS=str(MAX_LIFETIME_SECONDS)),
     # the same, checking every RESYNC_SECONDS for notifications whose doorbell ring was lost
     "resync_server": lambda url: server_env(url, STREAM_RESYNC_SECONDS=str(RESYNC_SECONDS)),
+    # scaled mode with a Redis it can never reach (connections refused): no ring in or out
+    "unreachable_redis_server": lambda url: server_env(
+        url,
+        REDIS_URL=refusing_redis_url(),
+        REDIS_TIMEOUT_SECONDS="1",
+        STREAM_RESYNC_SECONDS=str(RESYNC_SECONDS),
+    ),
 }
 
 
@@ -216,6 +237,11 @@ def resync_server(fleet: dict[str, LiveServer]) -> LiveServer:
     return fleet["resync_server"]
 
 
+@pytest.fixture(scope="session")
+def unreachable_redis_server(fleet: dict[str, LiveServer]) -> LiveServer:
+    return fleet["unreachable_redis_server"]
+
+
 @pytest.fixture
 async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -226,6 +252,7 @@ async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 class Account:
     id: int
     token: str
+    email: str
 
 
 async def register(http: httpx.AsyncClient) -> Account:
@@ -241,7 +268,7 @@ async def register(http: httpx.AsyncClient) -> Account:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    return Account(int(body["user"]["id"]), body["token"])
+    return Account(int(body["user"]["id"]), body["token"], body["user"]["email"])
 
 
 async def register_admin(http: httpx.AsyncClient, session: AsyncSession) -> Account:

@@ -239,7 +239,7 @@ async def test_a_worker_killed_mid_job_has_its_work_redone_within_a_minute_with_
         web.start()
         from webapp.auth.tokens import issue_access_token
 
-        token = issue_access_token(organizer_id, TEST_SECRET, timedelta(minutes=5))
+        token = issue_access_token(organizer_id, TEST_SECRET, timedelta(minutes=5), "test-session")
         async with httpx.AsyncClient(base_url=web.url, timeout=30) as http:
             response = await http.patch(
                 f"/api/v1/events/{event_id}",

@@ -30,8 +30,8 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.sse import Event, open_stream
 from tests.services import REDIS_URL, LiveServer, missing_service, redis_available, throwaway_postgres_database
+from tidings.cli import upgrade_database
 from webapp.auth.models import User
-from webapp.cli import upgrade_database
 from webapp.db import create_engine, create_sessionmaker
 from webapp.realtime.doorbell import RedisDoorbell, current_doorbell, set_doorbell
 from webapp.settings import Settings, load_settings

@@ -248,7 +248,7 @@ async def test_stream_from_the_apps_own_origin_is_accepted(http, server: LiveSer
 async def test_stream_ends_by_itself_when_its_access_token_expires(http, session):
     member = await register(http)
     issued = time.time()
-    token = issue_access_token(member.id, TEST_SECRET, timedelta(seconds=2))
+    token = issue_access_token(member.id, TEST_SECRET, timedelta(seconds=2), "test-session")
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]  # whole seconds
     async with open_stream(http, token) as stream:
         assert stream.status == 200, stream.body
@@ -266,8 +266,10 @@ async def test_stream_ends_by_itself_when_its_access_token_expires(http, session
 async def test_expired_or_garbage_token_is_refused_with_401_on_both_streams(http, session):
     member = await register(http)
     tokens = {
-        "expired": issue_access_token(member.id, TEST_SECRET, timedelta(seconds=-30)),
-        "wrong key": issue_access_token(member.id, "another-secret-key-of-enough-length-000000", timedelta(minutes=5)),
+        "expired": issue_access_token(member.id, TEST_SECRET, timedelta(seconds=-30), "test-session"),
+        "wrong key": issue_access_token(
+            member.id, "another-secret-key-of-enough-length-000000", timedelta(minutes=5), "test-session"
+        ),
         "garbage": "not-a-jwt",
     }
     for name, token in tokens.items():

@@ -43,6 +43,11 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "SECRET_KEY": TEST_SECRET,
             "LOG_LEVEL": "INFO",
             "ANNOUNCEMENTS_PER_HOUR": "100000",
+            # Tests of the abuse limits stand for many clients behind this proxy (X-Forwarded-For)
+            # and meet these limits quickly; other tests send no such header.
+            "TRUSTED_PROXIES": "127.0.0.1",
+            "REGISTRATIONS_PER_HOUR": "3",
+            "INVITATIONS_PER_HOUR": "3",
             "PYTHONUNBUFFERED": "1",  # access lines (stdout) reach the log file at once
         },
         log_path,
@@ -145,8 +150,8 @@ class PageSession:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
 
-    async def get(self, path: str) -> httpx.Response:
-        return await self.client.get(path)
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.get(path, **kwargs)
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
         if CSRF_COOKIE not in self.client.cookies:

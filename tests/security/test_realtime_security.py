@@ -31,12 +31,20 @@ SSE_TIMEOUT = 5.0
 def bad_tokens(user_id: int) -> dict[str, str]:
     """Tokens for a real user that must all be refused; only the flaw differs."""
     now = int(time.time())
-    claims = {"sub": str(user_id), "iat": now, "exp": now + 900, "aud": AUDIENCE, "iss": ISSUER, "jti": "x" * 32}
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + 900,
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "jti": "x" * 32,
+        "sid": "s" * 32,
+    }
     return {
         "garbage": "garbage",
-        "expired": issue_access_token(user_id, TEST_SECRET, timedelta(minutes=-5)),
+        "expired": issue_access_token(user_id, TEST_SECRET, timedelta(minutes=-5), "test-session"),
         "wrong_key": issue_access_token(
-            user_id, "another-secret-key-that-is-long-enough-0123456789", timedelta(minutes=5)
+            user_id, "another-secret-key-that-is-long-enough-0123456789", timedelta(minutes=5), "test-session"
         ),
         "alg_none": jwt.encode(claims, None, algorithm="none"),
         "wrong_audience": jwt.encode({**claims, "aud": "someone-else"}, TEST_SECRET, algorithm="HS256"),
@@ -310,7 +318,7 @@ async def test_cable_actions_on_another_users_notification_change_nothing(accoun
 async def test_query_token_never_appears_in_the_server_log(server: LiveServer, accounts: Accounts, open_cable) -> None:
     user = await accounts.create()
     start = server.log_path.stat().st_size
-    expired = issue_access_token(user.id, TEST_SECRET, timedelta(minutes=-5))
+    expired = issue_access_token(user.id, TEST_SECRET, timedelta(minutes=-5), "test-session")
     async with open_cable(user.token) as cable:
         await cable.wait_for(lambda f: f.get("type") == "welcome", "welcome")
         assert (await cable.subscribe())["type"] == "confirm_subscription"
@@ -369,7 +377,9 @@ async def test_notification_route_as_another_user_is_404_and_changes_nothing(
         if interface == "api":
             return await http.request(method, path, headers=account.bearer)
         pages = page_session(account)
-        return await (pages.post(path) if method == "POST" else pages.get(path))
+        # A GET as a click on one of our pages sends it (from another site, /open reads nothing).
+        clicked = {"Sec-Fetch-Site": "same-origin"}
+        return await (pages.post(path) if method == "POST" else pages.get(path, headers=clicked))
 
     response = await call(intruder)
     assert response.status_code == 404, (response.status_code, response.text[:300])
@@ -387,8 +397,8 @@ async def test_notification_route_as_another_user_is_404_and_changes_nothing(
 async def test_notification_routes_with_an_out_of_range_id_are_refused_as_bad_input(
     http: httpx.AsyncClient, accounts: Accounts, page_session
 ) -> None:
-    """An id no row can have (beyond the column's integer range) is bad input: a clear 400 on
-    every route that takes one, never a driver error (500)."""
+    """An id no row can have (beyond the column's integer range) is invalid input: a clear 422
+    validation_error on every route that takes one, never a driver error (500)."""
     user = await accounts.create()
     pages = page_session(user)
     outcomes = {}
@@ -400,8 +410,8 @@ async def test_notification_routes_with_an_out_of_range_id_are_refused_as_bad_in
             else:
                 response = await (pages.post(path) if method == "POST" else pages.get(path))
             outcomes[f"{method} {path}"] = response.status_code
-    wrong = "\n".join(f"{request} -> {status}" for request, status in outcomes.items() if status != 400)
-    assert not wrong, f"not 400:\n{wrong}"
+    wrong = "\n".join(f"{request} -> {status}" for request, status in outcomes.items() if status != 422)
+    assert not wrong, f"not 422:\n{wrong}"
 
 
 # --- markup in a notification is text everywhere ------------------------------------------------

@@ -55,3 +55,35 @@ async def test_pruning_keeps_the_counts_of_windows_still_running():
     assert await long.is_blocked("announce:7")
     assert await counter.peek("login:a", 60) == 0
     assert len(counter) == 2  # announce:7 and login:b; login:a is gone
+
+
+async def test_password_checks_started_together_are_counted_before_any_runs():
+    """The in-memory store: a hundred checks at once, each awaiting a slow verification."""
+    import asyncio
+
+    from webapp.auth.services import LoginGuard
+    from webapp.errors import RateLimited, Unauthorized
+
+    counter = MemoryCounter()
+    guard = LoginGuard(
+        per_account_address=RateLimiter(counter, 5, 300),
+        per_address=RateLimiter(counter, 30, 300),
+        per_account=RateLimiter(counter, 100, 3600),
+    )
+    checked = 0
+
+    async def wrong_password() -> None:
+        nonlocal checked
+        checked += 1
+        await asyncio.sleep(0.05)  # argon2 in its thread
+        raise Unauthorized("Wrong email or password.")
+
+    results = await asyncio.gather(
+        *(guard.verify("target@example.com", "192.0.2.1", wrong_password) for _ in range(100)),
+        return_exceptions=True,
+    )
+    assert checked == 5
+    assert sum(isinstance(r, Unauthorized) for r in results) == 5
+    assert sum(isinstance(r, RateLimited) for r in results) == 95
+    # Refused attempts were not counted: the window holds the five checks that ran.
+    assert await counter.peek("login:acct-addr:target@example.com|192.0.2.1", 300) == 5

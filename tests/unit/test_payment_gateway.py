@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.payments.gateway import TestPaymentGateway, is_plausible_card_number, passes_luhn
+from webapp.bookings.payment_gateway import TestPaymentGateway, is_plausible_card_number, passes_luhn
 
 
 @pytest.mark.parametrize(

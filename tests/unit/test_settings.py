@@ -76,3 +76,50 @@ def test_every_redis_client_gets_connect_and_read_timeouts():
     assert settings.redis_options == {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
     with pytest.raises(SettingsError, match="REDIS_TIMEOUT_SECONDS"):
         load_settings({"SECRET_KEY": STRONG, "REDIS_TIMEOUT_SECONDS": "0"})
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "abcdefghijklmnopqrstuvwxyz0123456789",  # sequential
+        "zyxwvutsrqponmlkjihgfedcba9876543210",  # sequential, backwards
+        "0123456789" * 4,
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa9f8e7d6c5b4a",  # mostly one repeated character
+        "Tr0ub4dor&3" * 4,  # a short pattern repeated
+        "passwordpasswordpassword1234567890",  # low entropy
+    ],
+)
+def test_production_refuses_repeated_sequential_or_low_entropy_keys(weak):
+    with pytest.raises(SettingsError, match="SECRET_KEY is too weak"):
+        load_settings({"TIDINGS_ENV": "production", "SECRET_KEY": weak})
+
+
+def test_production_accepts_every_generated_key():
+    import secrets
+
+    for _ in range(300):
+        for key in (secrets.token_urlsafe(48), secrets.token_urlsafe(32), secrets.token_hex(16), secrets.token_hex(32)):
+            assert load_settings({"TIDINGS_ENV": "production", "SECRET_KEY": key}).secret_key == key
+
+
+def test_development_keeps_working_with_the_test_suites_key_and_its_generated_key():
+    from tests.conftest import TEST_SECRET
+    from webapp.settings import secret_key_weakness
+
+    assert load_settings({"SECRET_KEY": TEST_SECRET}).secret_key == TEST_SECRET
+    assert secret_key_weakness(load_settings({}).secret_key) is None  # development's generated key
+
+
+def test_trusted_proxies_are_addresses_and_networks():
+    import ipaddress
+
+    settings = load_settings({"SECRET_KEY": STRONG, "TRUSTED_PROXIES": " 10.0.0.1, 192.168.0.0/16,::1 "})
+    assert settings.trusted_proxies.networks == (
+        ipaddress.ip_network("10.0.0.1/32"),
+        ipaddress.ip_network("192.168.0.0/16"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert "192.168.4.2" in settings.trusted_proxies and "10.0.0.2" not in settings.trusted_proxies
+    assert load_settings({"SECRET_KEY": STRONG}).trusted_proxies.networks == ()
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
+        load_settings({"SECRET_KEY": STRONG, "TRUSTED_PROXIES": "10.0.0.1,proxy.local"})

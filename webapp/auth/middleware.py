@@ -3,6 +3,8 @@
 The browser's access token lives 15 minutes. When it has expired, the refresh cookie is rotated
 here, transparently, and the new cookies ride on whatever response the request produces.
 Anonymous requests pass through with `user = None`; route guards decide what needs a user.
+An access token whose session has ended (logout, a reused refresh token) is refused at once:
+the check is a lookup in this process's list of ended sessions, not a database read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from webapp._cookies import parse_cookies
 from webapp.auth.models import User
 from webapp.auth.services import SessionService, SessionTokens
-from webapp.auth.tokens import decode_access_token
+from webapp.auth.tokens import AccessClaims, decode_access_token
 from webapp.settings import Settings
 
 ACCESS_COOKIE = "tidings_access"
@@ -31,8 +33,9 @@ REFRESH_COOKIE = "tidings_refresh"
 
 @dataclass(frozen=True)
 class AuthInfo:
-    via: str | None  # "bearer", "cookie" or None
+    via: str | None  # "bearer", "cookie", "query" or None
     expires_at: datetime | None = None
+    session: str | None = None  # the session (refresh-token family) the credential belongs to
 
 
 def session_cookies(settings: Settings, tokens: SessionTokens | None) -> list[Cookie]:
@@ -41,7 +44,7 @@ def session_cookies(settings: Settings, tokens: SessionTokens | None) -> list[Co
     if tokens is None:
         return [Cookie(key=name, value="", max_age=0, **common) for name in (ACCESS_COOKIE, REFRESH_COOKIE)]
     return [
-        Cookie(key=ACCESS_COOKIE, value=tokens.access_token, max_age=settings.access_token_minutes * 60, **common),
+        Cookie(key=ACCESS_COOKIE, value=tokens.access_token, max_age=tokens.expires_in, **common),
         Cookie(key=REFRESH_COOKIE, value=tokens.refresh_token, max_age=settings.refresh_token_days * 86400, **common),
     ]
 
@@ -58,41 +61,49 @@ class SessionAuthMiddleware(ASGIMiddleware):
         info = AuthInfo(via=None)
         set_cookies: list[Cookie] = []
 
+        def live_claims(token: str) -> AccessClaims | None:
+            claims = decode_access_token(token, settings.secret_key)
+            return None if claims is None or state.doorbell.hub.sessions.is_ended(claims.session) else claims
+
         authorization = headers.get("authorization")
         if authorization:
             scheme, _, token = authorization.partition(" ")
-            claims = decode_access_token(token.strip(), settings.secret_key) if scheme.lower() == "bearer" else None
+            claims = live_claims(token.strip()) if scheme.lower() == "bearer" else None
             if claims:
                 user = await self._load_user(state, claims.user_id)
-                info = AuthInfo(via="bearer", expires_at=claims.expires_at)
+                info = AuthInfo(via="bearer", expires_at=claims.expires_at, session=claims.session)
         elif scope["type"] == ScopeType.WEBSOCKET and (query_token := _query_token(scope)):
             # ActionCable-style clients authenticate the handshake with ?token=<jwt>; the query
             # string never reaches a log (see webapp.logging).
-            claims = decode_access_token(query_token, settings.secret_key)
+            claims = live_claims(query_token)
             if claims:
                 user = await self._load_user(state, claims.user_id)
-                info = AuthInfo(via="query", expires_at=claims.expires_at)
+                info = AuthInfo(via="query", expires_at=claims.expires_at, session=claims.session)
         else:
-            claims = decode_access_token(cookies.get(ACCESS_COOKIE, ""), settings.secret_key)
+            claims = live_claims(cookies.get(ACCESS_COOKIE, ""))
             if claims:
                 user = await self._load_user(state, claims.user_id)
-                info = AuthInfo(via="cookie", expires_at=claims.expires_at)
+                info = AuthInfo(via="cookie", expires_at=claims.expires_at, session=claims.session)
             refresh = cookies.get(REFRESH_COOKIE)
             if user is None and refresh:
                 async with state.sessionmaker() as session:
                     sessions = SessionService(session, settings)
                     if scope["type"] == ScopeType.WEBSOCKET:
                         # A handshake cannot set cookies: a valid refresh token admits it unrotated.
-                        user = await sessions.holder_of(refresh)
-                        info = AuthInfo(via="cookie", expires_at=sessions.access_expiry())
+                        holder = await sessions.holder_of(refresh)
+                        if holder:
+                            user, family = holder
+                            info = AuthInfo(via="cookie", expires_at=sessions.access_expiry(), session=family)
                     else:
-                        rotated = await sessions.rotate(refresh)
+                        refreshed = await sessions.rotate(refresh, grace=True)
                         await session.commit()  # this middleware is the rotation's unit of work
-                        if rotated:
-                            user, tokens = rotated
-                            if tokens is not None:
-                                set_cookies = session_cookies(settings, tokens)
-                            info = AuthInfo(via="cookie", expires_at=sessions.access_expiry())
+                        if refreshed:
+                            user = refreshed.user
+                            if refreshed.tokens is not None:
+                                set_cookies = session_cookies(settings, refreshed.tokens)
+                            info = AuthInfo(
+                                via="cookie", expires_at=sessions.access_expiry(), session=refreshed.session
+                            )
                         else:
                             set_cookies = session_cookies(settings, None)
 

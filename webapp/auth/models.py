@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base, UTCDateTime, utcnow
@@ -25,10 +25,22 @@ class User(Base):
 
 
 class RefreshToken(Base):
-    """One link of a rotating refresh-token chain. Only a hash of the token is stored."""
+    """One link of a rotating refresh-token chain. Only a hash of the token is stored.
+
+    The chain of one login is its `family`, which is also the session id (`sid`) its access
+    tokens carry; revoking the family ends the session."""
 
     __tablename__ = "refresh_tokens"
-    __table_args__ = (Index("ix_refresh_tokens_family", "family"),)
+    __table_args__ = (
+        Index("ix_refresh_tokens_family", "family"),
+        # Every web process reads the sessions ended within the last token lifetime, periodically.
+        Index(
+            "ix_refresh_tokens_revoked_at",
+            "revoked_at",
+            postgresql_where=text("revoked_at IS NOT NULL"),
+            sqlite_where=text("revoked_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -1,4 +1,8 @@
-"""Access tokens (short-lived JWTs) and opaque refresh tokens."""
+"""Access tokens (short-lived JWTs) and opaque refresh tokens.
+
+Every access token names its session (`sid`, the refresh-token family it was issued for), so a
+session that ends can be refused at once without a database read (see webapp.realtime.sessions).
+"""
 
 from __future__ import annotations
 
@@ -23,12 +27,14 @@ class AccessClaims:
     user_id: int
     expires_at: datetime
     jti: str
+    session: str
 
 
-def issue_access_token(user_id: int, secret_key: str, lifetime: timedelta) -> str:
+def issue_access_token(user_id: int, secret_key: str, lifetime: timedelta, session: str) -> str:
     now = utcnow()
     claims = {
         "sub": str(user_id),
+        "sid": session,
         "iat": now,
         "exp": now + lifetime,
         "aud": AUDIENCE,
@@ -47,17 +53,20 @@ def decode_access_token(token: str, secret_key: str) -> AccessClaims | None:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "aud", "jti"]},
+            options={"require": ["exp", "iat", "sub", "aud", "jti", "sid"]},
         )
         # Signed by us does not mean well-formed (a key shared with another tool, an old format):
         # every claim is checked for what it is used as, and anything else is no token at all.
         user_id = int(claims["sub"])
+        session = claims["sid"]
         expires_at = datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo)
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):
         return None
     if not is_row_id(user_id) or not isinstance(claims["jti"], str):
         return None
-    return AccessClaims(user_id=user_id, expires_at=expires_at, jti=claims["jti"])
+    if not isinstance(session, str) or not session:
+        return None
+    return AccessClaims(user_id=user_id, expires_at=expires_at, jti=claims["jti"], session=session)
 
 
 def new_refresh_token() -> str:

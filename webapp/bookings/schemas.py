@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import msgspec
 
 from webapp.bookings.models import Booking
+from webapp.openapi import ErrorDetail, Timestamp
 from webapp.validation import Int32Field, RowIdField, Text
 
 
@@ -17,7 +18,43 @@ class PaymentRequest(msgspec.Struct):
     card_number: Text
 
 
-def booking_json(booking: Booking) -> dict[str, Any]:
+class BookedEvent(TypedDict):
+    id: int
+    title: str
+    starts_at: Timestamp
+
+
+class BookingJson(TypedDict):
+    id: int
+    event_id: int
+    group_id: int | None
+    status: str
+    seats: int
+    amount_cents: int
+    currency: str
+    failure_reason: str | None
+    attendee_ids: list[int]
+    created_at: Timestamp
+    confirmed_at: Timestamp | None
+    cancelled_at: Timestamp | None
+    event: BookedEvent
+
+
+class BookingPage(TypedDict):
+    """The caller's bookings, newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[BookingJson]
+    next_cursor: str | None
+
+
+class PaymentDeclinedBody(TypedDict):
+    """A declined payment: the error, and the booking as it stands (still pending, payable again)."""
+
+    error: ErrorDetail
+    booking: BookingJson
+
+
+def booking_json(booking: Booking) -> BookingJson:
     return {
         "id": booking.id,
         "event_id": booking.event_id,

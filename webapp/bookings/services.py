@@ -7,19 +7,20 @@ import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import Select, and_, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee, BookingRequestKey
+from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
+from webapp.bookings.reminders import ReminderSchedule
 from webapp.db import utcnow
 from webapp.errors import Conflict, DomainError, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.groups.models import Group
 from webapp.outbox.services import enqueue_after_commit
-from webapp.payments.models import PROCESSING_EXPIRES, Payment
-from webapp.reminders.services import ReminderService
+from webapp.pagination import DEFAULT_PAGE_SIZE, Cursor, check_limit, decode_cursor, page_of
 
 MAX_SEATS_PER_BOOKING = 20
 ACTIVE_STATUSES = ("pending", "confirmed")
@@ -120,7 +121,7 @@ class BookingService:
         self.session.add(booking)
         await self.session.flush()
         if free:
-            await ReminderService(self.session).schedule_for_booking(booking, event, utcnow())
+            await ReminderSchedule(self.session).schedule_for_booking(booking, event, utcnow())
             enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)
         return booking
 
@@ -177,7 +178,7 @@ class BookingService:
             .values(seats_booked=Event.seats_booked - booking.seats)
             .execution_options(synchronize_session=False)
         )
-        await ReminderService(self.session).cancel_for_booking(booking.id)
+        await ReminderSchedule(self.session).cancel_for_booking(booking.id)
         enqueue_after_commit(self.session, "send_booking_cancelled", booking_id=booking.id)
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)
@@ -256,9 +257,28 @@ class BookingService:
 
     async def list_for_user(self, user: User) -> list[Booking]:
         """Bookings the user made, and group bookings that hold a seat for them."""
+        return list(await self.session.scalars(self._of_user(user)))
+
+    async def page_for_user(
+        self, user: User, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+    ) -> tuple[list[Booking], str | None]:
+        """One page of `list_for_user`, newest first (ties by id), and the cursor of the next."""
+        check_limit(limit)
+        before = decode_cursor(cursor)
+        statement = self._of_user(user).order_by(Booking.id.desc())
+        if before is not None:
+            statement = statement.where(
+                or_(
+                    Booking.created_at < before.moment,
+                    and_(Booking.created_at == before.moment, Booking.id < before.row_id),
+                )
+            )
+        rows = list(await self.session.scalars(statement.limit(limit + 1)))
+        return page_of(rows, limit, lambda b: Cursor(b.created_at, b.id))
+
+    def _of_user(self, user: User) -> Select[Booking]:
         attends = exists().where(BookingAttendee.booking_id == Booking.id, BookingAttendee.user_id == user.id)
-        statement = select(Booking).where(or_(Booking.user_id == user.id, attends)).order_by(Booking.created_at.desc())
-        return list(await self.session.scalars(statement))
+        return select(Booking).where(or_(Booking.user_id == user.id, attends)).order_by(Booking.created_at.desc())
 
     async def attendees_of(self, organizer: User, event_id: int) -> list[Booking]:
         event = await self.session.get(Event, event_id)

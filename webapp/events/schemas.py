@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 
+from webapp.auth.schemas import UserRef
 from webapp.events.models import Event
+from webapp.openapi import Timestamp
 from webapp.validation import Int32Field, Text
 
 
@@ -36,7 +38,31 @@ class EventPatch(msgspec.Struct):
         return {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET}
 
 
-def event_json(event: Event) -> dict[str, Any]:
+class EventJson(TypedDict):
+    id: int
+    title: str
+    description: str
+    venue: str
+    starts_at: Timestamp
+    ends_at: Timestamp
+    timezone: str
+    capacity: int
+    seats_left: int
+    price_cents: int
+    currency: str
+    status: str
+    version: int
+    organizer: UserRef
+
+
+class EventPage(TypedDict):
+    """Upcoming events, soonest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[EventJson]
+    next_cursor: str | None
+
+
+def event_json(event: Event) -> EventJson:
     return {
         "id": event.id,
         "title": event.title,

@@ -1,4 +1,5 @@
-"""Events: creation, edits (each bumps the version), cancellation, listing."""
+"""Events: their details and checks, creation, listing. Edits and cancellations reach the event's
+bookings (their reminders follow), so they are in `webapp/bookings/event_changes.py`."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.db import utcnow
-from webapp.errors import Conflict, NotFound, ValidationFailed
-from webapp.events.models import Event, EventChange
-from webapp.outbox.services import enqueue_after_commit
-from webapp.reminders.services import ReminderService
+from webapp.errors import NotFound, ValidationFailed
+from webapp.events.models import Event
+from webapp.pagination import DEFAULT_PAGE_SIZE, Cursor, check_limit, decode_cursor, page_of
 from webapp.timeutil import is_valid_timezone
 from webapp.validation import time_problem
 
@@ -83,61 +83,12 @@ class EventService:
         self.session = session
 
     async def create(self, organizer: User, details: EventDetails) -> Event:
-        details = _normalized(details)
+        details = normalized(details)
         validate_details(details, now=utcnow())
         event = Event(organizer_id=organizer.id, **details.__dict__)
         self.session.add(event)
         await self.session.flush()
         await self.session.refresh(event, ["organizer"])
-        return event
-
-    async def update(self, organizer: User, event_id: int, changes: dict[str, object]) -> Event:
-        # The row lock (first in the lock order) makes simultaneous edits take turns: each one
-        # reads what the other committed and gets its own version.
-        event = await self.get_organized(organizer, event_id, lock=True)
-        if event.status == "cancelled":
-            raise Conflict("A cancelled event cannot be edited.", code="event_cancelled")
-        now = utcnow()
-        if event.starts_at <= now:
-            raise Conflict("An event that has started cannot be edited.", code="event_started")
-        current = EventDetails.of(event)
-        proposed = _normalized(replace(current, **changes))  # type: ignore[arg-type]
-        if proposed == current:
-            return event
-        validate_details(proposed, now=now, seats_booked=event.seats_booked)
-        for name, value in proposed.__dict__.items():
-            setattr(event, name, value)
-        event.version += 1
-        event.updated_at = now
-        if proposed.starts_at != current.starts_at:
-            await ReminderService(self.session).reschedule_event(event, now)
-        news = attendee_facing_changes(current, proposed)
-        if news:
-            # Kept per version: the fan-out job tells from these, whatever order jobs run in.
-            self.session.add(EventChange(event_id=event.id, version=event.version, changes=news, created_at=now))
-            enqueue_after_commit(
-                self.session,
-                "fan_out_event_change",
-                event_id=event.id,
-                version=event.version,
-                kind="updated",
-                changes=news,
-            )
-        await self.session.flush()
-        return event
-
-    async def cancel(self, organizer: User, event_id: int) -> Event:
-        event = await self.get_organized(organizer, event_id, lock=True)
-        if event.status == "cancelled":
-            raise Conflict("The event is already cancelled.", code="event_cancelled")
-        event.status = "cancelled"
-        event.cancelled_at = utcnow()
-        event.version += 1
-        await ReminderService(self.session).cancel_for_event(event.id)
-        enqueue_after_commit(
-            self.session, "fan_out_event_change", event_id=event.id, version=event.version, kind="cancelled"
-        )
-        await self.session.flush()
         return event
 
     async def get(self, event_id: int) -> Event:
@@ -157,11 +108,25 @@ class EventService:
         return event
 
     async def list_upcoming(self, query: str = "", limit: int = 100) -> list[Event]:
+        return list(await self.session.scalars(self._upcoming(query).limit(limit)))
+
+    async def page_upcoming(
+        self, query: str = "", limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+    ) -> tuple[list[Event], str | None]:
+        """One page of `list_upcoming`, soonest first (ties by id), and the cursor of the next."""
+        check_limit(limit)
+        after = decode_cursor(cursor)
+        statement = self._upcoming(query).order_by(Event.id)
+        if after is not None:
+            statement = statement.where(
+                or_(Event.starts_at > after.moment, and_(Event.starts_at == after.moment, Event.id > after.row_id))
+            )
+        rows = list(await self.session.scalars(statement.limit(limit + 1)))
+        return page_of(rows, limit, lambda e: Cursor(e.starts_at, e.id))
+
+    def _upcoming(self, query: str) -> Select[Event]:
         statement = (
-            select(Event)
-            .where(Event.status == "scheduled", Event.starts_at > utcnow())
-            .order_by(Event.starts_at)
-            .limit(limit)
+            select(Event).where(Event.status == "scheduled", Event.starts_at > utcnow()).order_by(Event.starts_at)
         )
         if query.strip():
             pattern = f"%{_escape_like(query.strip().lower())}%"
@@ -172,27 +137,14 @@ class EventService:
                     Event.venue.ilike(pattern, escape="\\"),
                 )
             )
-        return list(await self.session.scalars(statement))
+        return statement
 
     async def list_organized(self, organizer: User) -> list[Event]:
         statement = select(Event).where(Event.organizer_id == organizer.id).order_by(Event.starts_at.desc())
         return list(await self.session.scalars(statement))
 
 
-ATTENDEE_FACING = ("title", "starts_at", "ends_at", "venue")
-
-
-def attendee_facing_changes(before: EventDetails, after: EventDetails) -> dict[str, list[str]]:
-    """What attendees are told about: old → new, times as ISO strings."""
-    changes = {}
-    for name in ATTENDEE_FACING:
-        old, new = getattr(before, name), getattr(after, name)
-        if old != new:
-            changes[name] = [old.isoformat(), new.isoformat()] if isinstance(old, datetime) else [old, new]
-    return changes
-
-
-def _normalized(details: EventDetails) -> EventDetails:
+def normalized(details: EventDetails) -> EventDetails:
     return replace(
         details,
         starts_at=_utc(details.starts_at),

@@ -37,11 +37,19 @@ class Invitation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
     inviter_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    invitee_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # None while the address typed has no account; set when one signs up with it.
+    invitee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True, default=None)
+    # The address the inviter typed (normalized); null on invitations older than this column.
+    invitee_email: Mapped[str | None] = mapped_column(String(254), index=True, default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     group: Mapped[Group] = relationship(lazy="joined")
     inviter: Mapped[User] = relationship(foreign_keys=[inviter_id], lazy="joined")
-    invitee: Mapped[User] = relationship(foreign_keys=[invitee_id], lazy="joined")
+    invitee: Mapped[User | None] = relationship(foreign_keys=[invitee_id], lazy="joined")
+
+    @property
+    def address(self) -> str:
+        """The address invited, as the inviter typed it."""
+        return self.invitee_email or (self.invitee.email if self.invitee else "")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
-from webapp.auth.services import normalize_email
+from webapp.auth.services import is_valid_email, normalize_email
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.groups.models import Group, GroupMember, Invitation
 from webapp.outbox.services import enqueue_after_commit
+from webapp.ratelimit import RateLimiter
 
 
 class GroupService:
@@ -34,27 +35,55 @@ class GroupService:
             raise NotFound("No such group.")
         return group
 
-    async def invite(self, inviter: User, group_id: int, email: str) -> Invitation:
+    async def invite(
+        self, inviter: User, group_id: int, email: str, *, limiter: RateLimiter | None = None
+    ) -> Invitation:
+        """`limiter` counts invitations per inviter (requests); only trusted callers (the demo
+        data) leave it out. Counted whatever the answer, since each one tells whether an address
+        has an account, and before the transaction reads a row."""
+        if limiter is not None:
+            await limiter.enforce(f"invite:{inviter.id}", "Too many invitations. Try again later.")
         group = await self.get_for_member(inviter, group_id)
         if group.owner_id != inviter.id:
             raise NotFound("No such group.")
-        invitee = await self.session.scalar(select(User).where(User.email == normalize_email(email)))
-        if invitee is None:
-            raise ValidationFailed({"email": "No Tidings account uses this email."})
-        if invitee.id in {m.user_id for m in group.members}:
+        # An address with an account and one without get the same answers (201, or 409 when
+        # already invited): the invitation waits for the sign-up (see claim_invitations).
+        email = normalize_email(email)
+        if not is_valid_email(email):
+            raise ValidationFailed({"email": "Enter a valid email address."})
+        invitee = await self.session.scalar(select(User).where(User.email == email))
+        if invitee is not None and invitee.id in {m.user_id for m in group.members}:
             raise Conflict(f"{invitee.name} is already in this group.", code="already_member")
+        addressed = Invitation.invitee_email == email
+        if invitee is not None:
+            addressed = or_(addressed, Invitation.invitee_id == invitee.id)
         pending = await self.session.scalar(
-            select(Invitation).where(
-                Invitation.group_id == group.id, Invitation.invitee_id == invitee.id, Invitation.status == "pending"
-            )
+            select(Invitation.id).where(Invitation.group_id == group.id, Invitation.status == "pending", addressed)
         )
         if pending is not None:
-            raise Conflict(f"{invitee.name} already has a pending invitation.", code="already_invited")
-        invitation = Invitation(group_id=group.id, inviter_id=inviter.id, invitee_id=invitee.id)
+            raise Conflict("This address already has a pending invitation.", code="already_invited")
+        invitation = Invitation(
+            group_id=group.id, inviter_id=inviter.id, invitee_id=invitee.id if invitee else None, invitee_email=email
+        )
         self.session.add(invitation)
         await self.session.flush()
-        enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
+        if invitee is not None:
+            enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
         return await self._get(invitation.id)
+
+    async def claim_invitations(self, user: User) -> None:
+        """Group invitations sent to this address before it had an account become this user's,
+        and are told to them like any other invitation. Called for every sign-up, in its unit
+        of work."""
+        waiting = await self.session.scalars(
+            select(Invitation).where(
+                Invitation.invitee_email == user.email, Invitation.invitee_id.is_(None), Invitation.status == "pending"
+            )
+        )
+        for invitation in waiting:
+            invitation.invitee_id = user.id
+            await self.session.flush()
+            enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
 
     async def accept(self, invitee: User, invitation_id: int) -> Invitation:
         invitation = await self._answer(invitee, invitation_id, "accepted")

@@ -27,6 +27,8 @@ from webapp.notifications.models import (
     Notification,
     NotificationCounter,
 )
+from webapp.notifications.schemas import NotificationJson
+from webapp.pagination import MAX_PAGE_SIZE
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
 from webapp.realtime.protocol import CountMessage, Message, NewMessage, ReadMessage, to_wire
 from webapp.validation import MAX_INT32, is_int_in
@@ -36,7 +38,7 @@ STATUSES: tuple[str, ...] = get_args(InboxStatus)
 # The tables themselves, for Core bulk statements (the ORM would build an object per row).
 NOTIFICATIONS = cast(Table, Notification.__table__)
 COUNTERS = cast(Table, NotificationCounter.__table__)
-MAX_PAGE = 100
+MAX_PAGE = MAX_PAGE_SIZE
 UNREAD_COUNT_LIMIT = 100  # counts stop here: 100 means "more than 99" ("99+" on the bell)
 IN_CHUNK = 900  # stays under every driver's bound-parameter limit
 
@@ -94,7 +96,7 @@ class InboxState:
     version: int
 
 
-def notification_json(n: Notification | CreatedNotification, created_iso: str | None = None) -> dict[str, Any]:
+def notification_json(n: Notification | CreatedNotification, created_iso: str | None = None) -> NotificationJson:
     return {
         "id": n.id,
         "seq": n.seq,

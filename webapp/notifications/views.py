@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ def relative_time(moment: datetime, now: datetime | None = None) -> str:
     return "yesterday" if days == 1 else f"{days} days ago"
 
 
-def item_view(payload: dict[str, Any], timezone: str) -> dict[str, Any]:
+def item_view(payload: Mapping[str, Any], timezone: str) -> dict[str, Any]:
     """The template's view of a notification (as produced by notification_json)."""
     created_at = datetime.fromisoformat(payload["created_at"])
     return {
@@ -50,6 +51,6 @@ def item_view(payload: dict[str, Any], timezone: str) -> dict[str, Any]:
     }
 
 
-def render_item(environment: Environment, payload: dict[str, Any], timezone: str) -> str:
+def render_item(environment: Environment, payload: Mapping[str, Any], timezone: str) -> str:
     template = environment.get_template("_notification_item.html")
     return template.render(n=item_view(payload, timezone))

@@ -4,6 +4,9 @@ It is only a hint. The database is the mailbox; a lost ring delays, never loses,
 stream re-reads the database by seq when it sees a gap, reconnects, or the doorbell says
 "resync". One subscription per process (Redis pub/sub channel, or nothing in embedded mode)
 fans out to the local streams through the Hub.
+
+It also carries `session_ended`: the hub records the session in its deny-list of ended sessions
+(webapp.realtime.ended_sessions) and that closes the session's streams and `/cable` connections.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -21,6 +24,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from webapp.realtime.ended_sessions import EndedSessions
 from webapp.realtime.protocol import CloseMessage, Message, ResyncMessage, to_wire
 from webapp.settings import Settings
 
@@ -28,6 +32,7 @@ log = logging.getLogger("tidings.doorbell")
 
 RESYNC = to_wire(ResyncMessage())
 CLOSE = to_wire(CloseMessage())
+SESSION_CLOSED = to_wire(CloseMessage(reason="session_ended"))
 UNSTARTED_GRACE = 2.0  # seconds
 
 
@@ -38,6 +43,7 @@ class Subscription:
     def __init__(self, hub: Hub, user_id: int, maxsize: int) -> None:
         self.hub = hub
         self.user_id = user_id
+        self.unwatch_session: Callable[[], None] | None = None  # set while its session is watched
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
         self.created = time.monotonic()
@@ -79,13 +85,17 @@ class Subscription:
 class Hub:
     """This process's streams, by user."""
 
-    def __init__(self, unstarted_grace: float = UNSTARTED_GRACE) -> None:
+    def __init__(self, unstarted_grace: float = UNSTARTED_GRACE, sessions: EndedSessions | None = None) -> None:
         self._by_user: dict[int, set[Subscription]] = defaultdict(set)
         self.unstarted_grace = unstarted_grace
+        self.sessions = sessions if sessions is not None else EndedSessions()
 
-    def subscribe(self, user_id: int, maxsize: int) -> Subscription:
+    def subscribe(self, user_id: int, maxsize: int, session: str | None = None) -> Subscription:
+        """`session`: the stream closes as soon as that session ends."""
         subscription = Subscription(self, user_id, maxsize)
         self._by_user[user_id].add(subscription)
+        if session is not None:
+            subscription.unwatch_session = self.sessions.watch(session, lambda: subscription.offer(SESSION_CLOSED))
         # A client that leaves before its response body begins never runs the stream, so nothing
         # else would ever close this subscription: drop it once the grace has passed unstarted.
         asyncio.get_running_loop().call_later(self.unstarted_grace, self._drop_if_unstarted, subscription)
@@ -96,6 +106,9 @@ class Hub:
             self.unsubscribe(subscription)
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription.unwatch_session is not None:
+            subscription.unwatch_session()
+            subscription.unwatch_session = None
         subscribers = self._by_user.get(subscription.user_id)
         if subscribers is not None:
             subscribers.discard(subscription)
@@ -123,6 +136,9 @@ class Hub:
         return live
 
     def deliver(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "session_ended":
+            self.sessions.end(str(message["session"]))  # closes the session's streams, refuses its tokens
+            return
         for subscription in tuple(self._by_user.get(int(message["user"]), ())):
             subscription.offer(message)
 
@@ -205,7 +221,13 @@ class RedisDoorbell:
         return cls(settings.redis_url, settings.redis_namespace, settings.redis_options, hub=hub, listen=listen)
 
     def ring(self, messages: Iterable[dict[str, Any]]) -> None:
-        payloads = [json.dumps(m, separators=(",", ":")) for m in messages]
+        batch = list(messages)
+        for message in batch:
+            if message.get("type") == "session_ended":
+                # This process refuses the session at once, without waiting for its own ring to
+                # come back from Redis: the client's next request may well come here.
+                self.hub.deliver(message)
+        payloads = [json.dumps(m, separators=(",", ":")) for m in batch]
         if not payloads:
             return
         task = asyncio.get_running_loop().create_task(self._publish(payloads))

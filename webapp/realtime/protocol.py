@@ -16,6 +16,9 @@ encoders and `/cable` write them out; `static/js/notifications.js` follows the d
   close  (server → stream only) end this stream now (shutdown, a reader too slow, a session that
          ended); the client reconnects and resumes by seq.
   resync (server → stream only) something may have been missed: re-read the database.
+  session_ended (service → every web process) a session ended (logout, a refresh token reused):
+         Fields: user, session. Each process refuses the session's access tokens from now on
+         and sends its streams and `/cable` connections `close` (reason "session_ended").
 
 The ordering rules, for every consumer: an item is applied only if its seq is above the last seq
 shown; a read or count only if its version is above the last version applied; `reset` is the one
@@ -24,6 +27,7 @@ message that may move both down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,7 +36,7 @@ from typing import Any
 class NewMessage:
     user: int
     seq: int
-    notification: dict[str, Any]
+    notification: Mapping[str, Any]
     unread_count: int
     version: int
     type: str = field(default="new", init=False)
@@ -78,7 +82,14 @@ class ResyncMessage:
     type: str = field(default="resync", init=False)
 
 
-Message = NewMessage | ReadMessage | CountMessage | ResetMessage | CloseMessage | ResyncMessage
+@dataclass(frozen=True)
+class SessionEndedMessage:
+    user: int
+    session: str
+    type: str = field(default="session_ended", init=False)
+
+
+Message = NewMessage | ReadMessage | CountMessage | ResetMessage | CloseMessage | ResyncMessage | SessionEndedMessage
 _KINDS: dict[str, type[Any]] = {
     "new": NewMessage,
     "read": ReadMessage,
@@ -86,6 +97,7 @@ _KINDS: dict[str, type[Any]] = {
     "reset": ResetMessage,
     "close": CloseMessage,
     "resync": ResyncMessage,
+    "session_ended": SessionEndedMessage,
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from tidings.cli import main
+
+main(["serve", *sys.argv[1:]])

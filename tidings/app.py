@@ -1,0 +1,218 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
+from redis.asyncio import Redis
+
+from webapp import openapi
+from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
+from webapp.auth.services import LoginGuard
+from webapp.auth.sessions import EndedSessionsSync
+from webapp.bookings.payment_gateway import TestPaymentGateway
+from webapp.db import create_engine, create_sessionmaker
+from webapp.headers import security_headers
+from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
+from webapp.methods import as_get, list_head_with_get, without_body
+from webapp.notifications.resync import StreamResync
+from webapp.notifications.services import NotificationService
+from webapp.notifications.stream import StreamConfig
+from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
+from webapp.realtime.doorbell import Doorbell, Hub, LocalDoorbell, RedisDoorbell, set_doorbell
+from webapp.realtime.ended_sessions import EndedSessions
+from webapp.rendering import template_config
+from webapp.request_guard import RequestGuardMiddleware
+from webapp.retry import RetryConflictsMiddleware
+from webapp.schema_ui import VendoredSwaggerUI
+from webapp.settings import Settings, get_settings
+from webapp.validation import MAX_REQUEST_BODY_BYTES
+from webapp.web.auth import AuthApi, AuthPages
+from webapp.web.bookings import BookingApi, BookingPages
+from webapp.web.cable import cable
+from webapp.web.events import EventApi, EventPages
+from webapp.web.groups import GroupApi, GroupPages
+from webapp.web.notifications import NotificationApi, NotificationPages
+from webapp.web.reviews import ReviewApi, ReviewPages
+from webapp.web.sse import api_stream, page_stream
+from webapp.web.stream_access import SocketSlots
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    if (options := answer_options(request)) is not None:
+        return options
+    await load_inbox_state(request)
+    return None
+
+
+async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
+    """Pages show the bell with the unread count and the seq they were rendered at."""
+    path = request.url.path
+    user = request.scope.get("user")  # unset on paths no route matched
+    if user is None or path.startswith(("/api/", "/static/")) or path.endswith("/stream"):
+        return
+    async with request.app.state.reader_sessionmaker() as session:
+        request.state.inbox = await NotificationService(session).state(user.id)
+
+
+class Tidings(Litestar):
+    """The app, answering HEAD wherever it answers GET (webapp.methods). This has to happen before
+    routing, which refuses a HEAD to a GET route with 405 before any middleware runs."""
+
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        if scope["type"] == ScopeType.HTTP and scope.get("method") == "HEAD":
+            await super().__call__(as_get(scope), receive, without_body(send))  # type: ignore[arg-type]
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        timeouts = settings.database_timeouts
+        engine = create_engine(settings.database_url, timeouts=timeouts)
+        # Reads (GET requests, streams, the auth lookup) never take SQLite's write lock.
+        reader_engine = (
+            create_engine(settings.database_url, readers_only=True, timeouts=timeouts) if settings.is_sqlite else engine
+        )
+        redis = Redis.from_url(settings.redis_url, **settings.redis_options) if settings.redis_url else None
+        counter: Counter = RedisCounter(redis, settings.redis_namespace) if redis else MemoryCounter()
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.reader_sessionmaker = create_sessionmaker(reader_engine)
+        app.state.redis = redis
+        app.state.payment_gateway = TestPaymentGateway()
+        app.state.login_guard = LoginGuard(
+            per_account_address=RateLimiter(counter, settings.login_attempts_per_window, settings.login_window_seconds),
+            per_address=RateLimiter(counter, settings.login_attempts_per_address, settings.login_window_seconds),
+            per_account=RateLimiter(counter, settings.login_attempts_per_account_per_hour, 3600),
+        )
+        app.state.registration_limiter = RateLimiter(counter, settings.registrations_per_hour, 3600)
+        app.state.invitation_limiter = RateLimiter(counter, settings.invitations_per_hour, 3600)
+        app.state.announcement_limiter = RateLimiter(counter, settings.announcements_per_hour, 3600)
+        app.state.stream_config = StreamConfig(
+            heartbeat_seconds=settings.stream_heartbeat_seconds,
+            max_lifetime_seconds=settings.stream_max_lifetime_seconds,
+            replay_limit=settings.stream_replay_limit,
+            queue_size=settings.stream_queue_size,
+            max_connections_per_user=settings.stream_max_connections_per_user,
+        )
+        hub = Hub(sessions=EndedSessions(settings.access_token_seconds))
+        doorbell: Doorbell = RedisDoorbell.from_settings(settings, hub) if settings.redis_url else LocalDoorbell(hub)
+        app.state.doorbell = doorbell
+        app.state.cable_sockets = SocketSlots()
+        set_doorbell(doorbell)
+        await doorbell.start()
+        # Ended sessions reach this process by the doorbell; the database covers lost rings and
+        # sessions that ended before this process started.
+        ended_sessions = EndedSessionsSync(
+            hub.sessions, app.state.reader_sessionmaker, settings.access_token_seconds, settings.stream_resync_seconds
+        )
+        await ended_sessions.start()
+        # Rings can be lost (a crash after commit, Redis down): streams still catch up from the
+        # database within STREAM_RESYNC_SECONDS.
+        resync = StreamResync(doorbell.hub, app.state.reader_sessionmaker, settings.stream_resync_seconds)
+        await resync.start()
+        # Importing jobs sets the broker and lets the outbox hand rows to it. With Redis, separate
+        # `dramatiq jobs` processes run them; without, the worker and scheduler live in here.
+        import jobs  # noqa: F401
+        from jobs.embedded import EmbeddedJobs
+
+        embedded = None if settings.redis_url else EmbeddedJobs(settings, app.state.sessionmaker)
+        if embedded:
+            embedded.start()
+        try:
+            yield
+        finally:
+            if embedded:
+                await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+                await embedded.finish_ticks()
+            await resync.stop()
+            await ended_sessions.stop()
+            await doorbell.stop()
+            set_doorbell(None)
+            if redis:
+                await redis.aclose()
+            await engine.dispose()
+            await reader_engine.dispose()
+
+    csrf = CSRFConfig(
+        secret=settings.secret_key,
+        cookie_name="tidings_csrf",
+        header_name="x-csrftoken",
+        cookie_secure=settings.production,
+        cookie_samesite="lax",
+    )
+    return Tidings(
+        route_handlers=[
+            healthz,
+            AuthPages,
+            AuthApi,
+            EventPages,
+            EventApi,
+            BookingPages,
+            BookingApi,
+            GroupPages,
+            GroupApi,
+            ReviewPages,
+            ReviewApi,
+            NotificationPages,
+            NotificationApi,
+            page_stream,
+            api_stream,
+            cable,
+            create_static_files_router(path="/static", directories=[settings.static_dir], include_in_schema=False),
+        ],
+        dependencies={
+            "db_session": Provide(provide_db_session),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+        },
+        middleware=[
+            RequestGuardMiddleware(),  # bad bytes are refused before anything reads them
+            SessionAuthMiddleware(),
+            DefineMiddleware(SessionCSRFMiddleware, config=csrf),
+            RetryConflictsMiddleware,
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_REQUEST_BODY_BYTES,
+        before_request=before_request,
+        before_send=[security_headers(settings.production), list_head_with_get],
+        template_config=template_config(settings.templates_dir),
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Tidings API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[VendoredSwaggerUI()],
+            components=openapi.COMPONENTS,  # the Bearer scheme; operations refer to it (webapp.openapi)
+        ),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    return create_app()

@@ -1,0 +1,128 @@
+"""The `tidings` command: serve, db upgrade, seed-demo, create-user."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+
+from webapp.settings import PROJECT_ROOT, SettingsError, get_settings
+
+
+def upgrade_database(database_url: str | None = None) -> None:
+    from alembic.config import Config
+
+    from alembic import command
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url or get_settings().database_url
+    config.attributes["configure_logger"] = False
+    if config.attributes["database_url"].startswith("sqlite"):
+        Path(PROJECT_ROOT / "var").mkdir(exist_ok=True)
+    command.upgrade(config, "head")
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tidings.app import create_app
+    from webapp.logs import uvicorn_log_config
+    from webapp.realtime.shutdown import StreamClosingServer
+
+    settings = get_settings()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level),
+        # The scheme and client address of X-Forwarded-* are believed from TRUSTED_PROXIES only
+        # (uvicorn's own default would believe any local process).
+        proxy_headers=True,
+        forwarded_allow_ips=[str(network) for network in settings.trusted_proxies.networks],
+        timeout_graceful_shutdown=5,
+    )
+    StreamClosingServer(config, app).run()
+
+
+def seed_demo(_: argparse.Namespace) -> None:
+    from webapp.demo import DEMO_PASSWORD, seed
+
+    created = asyncio.run(seed(get_settings().database_url))
+    print("Demo data " + ("loaded." if created else "already present; nothing changed."))
+    print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+    from webapp.demo import DEMO_USERS
+
+    for email, name, role in DEMO_USERS:
+        print(f"  {email:<28} {name:<18} {role}")
+
+
+def run_scheduler(_: argparse.Namespace) -> None:
+    import logging
+
+    from jobs.scheduler import run_forever
+
+    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_forever()
+
+
+def create_user(args: argparse.Namespace) -> None:
+    from webapp.auth.services import AccountService
+    from webapp.db import create_engine, create_sessionmaker
+    from webapp.errors import DomainError
+
+    password = args.password or getpass.getpass("Password: ")
+
+    async def run() -> None:
+        engine = create_engine(get_settings().database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                user = await AccountService(session).register(
+                    args.email, password, args.name, args.timezone, role="admin" if args.admin else "member"
+                )
+                print(f"Created {user.role} {user.email} (id {user.id}).")
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except DomainError as exc:
+        sys.exit(f"error: {exc.message}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tidings", description="Tidings: event booking with live notifications")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="run the web server")
+    serve_parser.add_argument("--host")
+    serve_parser.add_argument("--port", type=int)
+    serve_parser.set_defaults(func=serve)
+
+    db_parser = commands.add_parser("db", help="database schema")
+    db_commands = db_parser.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(func=lambda _: upgrade_database())
+
+    commands.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(func=seed_demo)
+    commands.add_parser("scheduler", help="run the single scheduler (scaled mode)").set_defaults(func=run_scheduler)
+
+    user_parser = commands.add_parser("create-user", help="create an account")
+    user_parser.add_argument("email")
+    user_parser.add_argument("--name", required=True)
+    user_parser.add_argument("--password", help="prompted for when omitted")
+    user_parser.add_argument("--timezone", default="UTC")
+    user_parser.add_argument("--admin", action="store_true", help="give the account the admin role")
+    user_parser.set_defaults(func=create_user)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except SettingsError as exc:
+        sys.exit(f"configuration error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The JSON shapes of notifications in the API (and, for `NotificationJson`, in the streams)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from webapp.openapi import Timestamp
+
+
+class NotificationJson(TypedDict):
+    id: int
+    seq: int
+    type: str
+    title: str
+    body: str
+    url: str
+    data: dict[str, Any]
+    created_at: Timestamp
+    seen_at: Timestamp | None
+    read_at: Timestamp | None
+    obsolete: bool
+
+
+class NotificationPage(TypedDict):
+    """Newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[NotificationJson]
+    unread_count: int
+    next_cursor: str | None
+
+
+class InboxCount(TypedDict):
+    """`unread_count` counts up to 100 (100 means more than 99); apply it only if `version` is newer."""
+
+    unread_count: int
+    seq: int
+    version: int
+
+
+class NotificationChanged(TypedDict):
+    notification: NotificationJson
+    unread_count: int
+
+
+class ReadAllResult(TypedDict):
+    updated: int
+    unread_count: int
+
+
+class AnnouncementAccepted(TypedDict):
+    status: str
+    recipients: int

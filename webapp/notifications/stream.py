@@ -1,0 +1,172 @@
+"""One user's live inbox stream, independent of the wire format (SSE HTML, SSE JSON, ActionCable).
+
+Order of operations (DESIGN.md §3): subscribe to the doorbell first, then replay from the
+database everything after the client's last seq, then go live, dropping any seq already sent.
+When continuity cannot be proven (an id the user never had, or more missed items than the
+replay limit) the client gets one `reset` and refetches its views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from webapp.notifications.services import InboxState, NotificationService, notification_json
+from webapp.realtime.doorbell import Subscription
+from webapp.realtime.protocol import (
+    CloseMessage,
+    CountMessage,
+    NewMessage,
+    ReadMessage,
+    ResetMessage,
+    ResyncMessage,
+    client_fields,
+    from_wire,
+)
+
+REPLAY_BATCH = 100
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    heartbeat_seconds: float = 15.0
+    max_lifetime_seconds: float = 3600.0
+    replay_limit: int = 500
+    queue_size: int = 256
+    max_connections_per_user: int = 10
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    kind: str  # notification | count | read | reset | heartbeat
+    seq: int | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+class InboxStream:
+    def __init__(
+        self,
+        *,
+        user_id: int,
+        last_seq: int | None,
+        subscription: Subscription,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        config: StreamConfig,
+        expires_at: float | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.last_seq = last_seq
+        self.subscription = subscription
+        self.sessionmaker = sessionmaker
+        self.config = config
+        lifetime_end = time.monotonic() + config.max_lifetime_seconds
+        self.deadline = min(lifetime_end, expires_at) if expires_at else lifetime_end
+        self.sent_seq = 0
+        self.sent_version = -1
+        self.closed_by_server = False  # shutdown or a reader too slow: do not resume in-process
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        self.subscription.started = True
+        try:
+            async for event in self._opening():
+                yield event
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    return  # token expiry or maximum lifetime: the client reconnects and resumes
+                message = await self.subscription.next(min(self.config.heartbeat_seconds, remaining))
+                if message is None:
+                    if time.monotonic() < self.deadline:
+                        yield StreamEvent("heartbeat")
+                    continue
+                match from_wire(message):
+                    case CloseMessage():
+                        self.closed_by_server = True
+                        return
+                    case NewMessage() as new:
+                        async for event in self._on_new(new):
+                            yield event
+                    case ReadMessage() | CountMessage() as change:
+                        if self._newer(change.version):
+                            yield StreamEvent(change.type, change.seq, client_fields(change))
+                    case ResyncMessage():
+                        async for event in self._catch_up():
+                            yield event
+                    # Anything else (a malformed or foreign publish) is ignored.
+        finally:
+            self.subscription.close()
+
+    async def _opening(self) -> AsyncIterator[StreamEvent]:
+        state = await self._state()
+        last = self.last_seq
+        if last is None:
+            self.sent_seq = state.seq  # a first connect with no position starts from now
+        elif last < 0 or last > state.seq or state.seq - last > self.config.replay_limit:
+            self.sent_seq = state.seq
+            reset = ResetMessage(seq=state.seq, unread_count=state.unread_count, version=state.version)
+            yield StreamEvent("reset", state.seq, client_fields(reset))
+        else:
+            self.sent_seq = last
+            async for event in self._replay():
+                yield event
+        async for event in self._count(state):
+            yield event
+
+    async def _on_new(self, new: NewMessage) -> AsyncIterator[StreamEvent]:
+        if new.seq == self.sent_seq + 1:
+            self.sent_seq = new.seq  # the live path: contiguous, carried by the doorbell, no DB read
+            yield StreamEvent("notification", new.seq, new.notification)
+        elif new.seq > self.sent_seq:
+            async for event in self._replay():  # a gap: the database fills it
+                yield event
+        if self._newer(new.version):
+            yield StreamEvent("count", new.seq, client_fields(new))
+
+    async def _catch_up(self) -> AsyncIterator[StreamEvent]:
+        async for event in self._replay():
+            yield event
+        async for event in self._count(await self._state()):
+            yield event
+
+    async def _replay(self) -> AsyncIterator[StreamEvent]:
+        while True:
+            rows = await self._read(lambda service: service.since(self.user_id, self.sent_seq, REPLAY_BATCH))
+            for row in rows:
+                self.sent_seq = row.seq
+                yield StreamEvent("notification", row.seq, notification_json(row))
+            if len(rows) < REPLAY_BATCH:
+                return
+
+    async def _count(self, state: InboxState) -> AsyncIterator[StreamEvent]:
+        if self._newer(state.version):
+            count = CountMessage(
+                user=self.user_id, unread_count=state.unread_count, seq=state.seq, version=state.version
+            )
+            yield StreamEvent("count", state.seq, client_fields(count))
+
+    def _newer(self, version: int) -> bool:
+        if version <= self.sent_version:
+            return False
+        self.sent_version = version
+        return True
+
+    async def _state(self) -> InboxState:
+        state = await self._read(lambda service: service.state(self.user_id))
+        self.subscription.hear(state.seq, state.version)  # what the resync check compares against
+        return state
+
+    async def _read(self, query: Callable[[NotificationService], Awaitable[T]]) -> T:
+        """A short read in its own session, finished even if the client leaves meanwhile: a
+        cancelled query could hand its connection back mid-transaction."""
+
+        async def run() -> T:
+            async with self.sessionmaker() as session:
+                return await query(NotificationService(session))
+
+        return await asyncio.shield(run())

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import JSONBody, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from webapp.bookings.event_changes import EventChangeService
+from webapp.bookings.services import BookingService
+from webapp.errors import DomainError, ValidationFailed
+from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
+from webapp.events.schemas import EventCreate, EventJson, EventPage, EventPatch, event_json
+from webapp.events.services import EventDetails, EventService
+from webapp.groups.services import GroupService
+from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user
+from webapp.notifications.announcements import AnnouncementService
+from webapp.openapi import api_doc
+from webapp.pagination import DEFAULT_PAGE_SIZE
+from webapp.reviews.services import ReviewService
+from webapp.timeutil import common_timezones
+from webapp.validation import NO_NUL_PATTERN
+
+SearchQuery = Annotated[str, QueryParameter(max_length=200, pattern=NO_NUL_PATTERN)]
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in dict(await request.form()).items()}
+
+
+def _event_form(
+    form: dict[str, str], errors: dict[str, str], event_id: RowId | None = None, status: int = 200
+) -> Template:
+    return Template(
+        "event_form.html",
+        context={"form": form, "errors": errors, "event_id": event_id, "timezones": common_timezones()},
+        status_code=status,
+    )
+
+
+async def _organizer_event_page(
+    session: Any,
+    user: Any,
+    event_id: int,
+    errors: dict[str, str] | None = None,
+    announced: int | None = None,
+    status: int = 200,
+) -> Template:
+    event = await EventService(session).get_organized(user, event_id)
+    bookings = await BookingService(session).attendees_of(user, event_id)
+    return Template(
+        "organizer_event.html",
+        context={"event": event, "bookings": bookings, "announce_errors": errors or {}, "announced": announced},
+        status_code=status,
+    )
+
+
+class EventPages(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/")
+    async def index(self, db_session: DbSession, q: SearchQuery = "") -> Template:
+        events = await EventService(db_session).list_upcoming(q)
+        return Template("events.html", context={"events": events, "q": q})
+
+    @get("/events/_list")
+    async def search(self, db_session: DbSession, q: SearchQuery = "") -> Template:
+        events = await EventService(db_session).list_upcoming(q)
+        return Template("_event_list.html", context={"events": events, "q": q})
+
+    @get("/events/{event_id:int}")
+    async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
+        event = await EventService(db_session).get(event_id)
+        user = request.user
+        groups = await GroupService(db_session).list_for_member(user) if user else []
+        reviews = await ReviewService(db_session).list_for_event(event_id)
+        can_review = False
+        if user:
+            try:
+                await ReviewService(db_session).check_can_review(user, event)
+                can_review = True
+            except DomainError:  # any refusal just hides the link
+                can_review = False
+        return Template(
+            "event_detail.html",
+            context={"event": event, "groups": groups, "reviews": reviews, "can_review": can_review, "errors": {}},
+        )
+
+    @get("/events/new", guards=[require_user])
+    async def new(self) -> Template:
+        return _event_form({"timezone": "UTC", "currency": "EUR", "capacity": "50", "price": "0.00"}, {})
+
+    @post("/events/new", guards=[require_user], status_code=HTTP_200_OK)
+    async def create(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        form = await _form(request)
+        try:
+            event = await EventService(db_session).create(current_user(request), parse_event_form(form))
+        except ValidationFailed as exc:
+            await db_session.rollback()
+            return _event_form(form, form_errors_for(exc.fields), status=422)
+        return Redirect(f"/events/{event.id}")
+
+    @get("/events/{event_id:int}/edit", guards=[require_user])
+    async def edit(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
+        event = await EventService(db_session).get_organized(current_user(request), event_id)
+        return _event_form(event_form_values(event), {}, event_id=event.id)
+
+    @post("/events/{event_id:int}/edit", guards=[require_user], status_code=HTTP_200_OK)
+    async def update(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Response[Any]:
+        form = await _form(request)
+        event = await EventService(db_session).get_organized(current_user(request), event_id)
+        try:
+            details = parse_event_form(form, current=event)
+            await EventChangeService(db_session).update(current_user(request), event_id, details.__dict__)
+        except ValidationFailed as exc:
+            await db_session.rollback()
+            return _event_form(form, form_errors_for(exc.fields), event_id=event_id, status=422)
+        return Redirect(f"/organizer/events/{event_id}")
+
+    @post("/events/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Redirect:
+        await EventChangeService(db_session).cancel(current_user(request), event_id)
+        return Redirect(f"/organizer/events/{event_id}")
+
+    @get("/organizer", guards=[require_user])
+    async def dashboard(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        events = await EventService(db_session).list_organized(current_user(request))
+        return Template("organizer.html", context={"events": events})
+
+    @get("/organizer/events/{event_id:int}", guards=[require_user])
+    async def attendees(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
+        return await _organizer_event_page(db_session, current_user(request), event_id)
+
+    @post("/organizer/events/{event_id:int}/announce", guards=[require_user], status_code=HTTP_200_OK)
+    async def announce(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
+        user = current_user(request)
+        form = {k: str(v) for k, v in dict(await request.form()).items()}
+        service = AnnouncementService(db_session, request.app.state.announcement_limiter)
+        try:
+            sent = await service.announce(user, form.get("title", ""), form.get("body", ""), event_id)
+        except DomainError as exc:
+            if exc.status_code == 404:
+                raise
+            await db_session.rollback()
+            errors = exc.fields or {"form": exc.message}
+            return await _organizer_event_page(db_session, user, event_id, errors=errors, status=exc.status_code)
+        return await _organizer_event_page(db_session, user, event_id, announced=sent)
+
+
+class EventApi(Controller):
+    path = "/api/v1/events"
+    tags = ["events"]
+
+    @get("/", **api_doc("List upcoming events, a page at a time", 422))
+    async def list_events(
+        self,
+        db_session: DbSession,
+        q: SearchQuery = "",
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+        cursor: PageCursor = None,
+    ) -> EventPage:
+        events, next_cursor = await EventService(db_session).page_upcoming(q, limit, cursor)
+        return {"items": [event_json(e) for e in events], "next_cursor": next_cursor}
+
+    @post(
+        "/",
+        guards=[require_user],
+        status_code=HTTP_201_CREATED,
+        **api_doc("Create an event", 400, 403, 413, 422, auth=True),
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[EventCreate], db_session: DbSession
+    ) -> EventJson:
+        details = EventDetails(**{f: getattr(data, f) for f in data.__struct_fields__})
+        return event_json(await EventService(db_session).create(current_user(request), details))
+
+    @get("/{event_id:int}", **api_doc("Show an event", 404, 422))
+    async def show(self, db_session: DbSession, event_id: RowId) -> EventJson:
+        return event_json(await EventService(db_session).get(event_id))
+
+    @patch(
+        "/{event_id:int}",
+        guards=[require_user],
+        **api_doc("Change an event", 400, 403, 404, 409, 413, 422, auth=True),
+    )
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[EventPatch],
+        db_session: DbSession,
+        event_id: RowId,
+    ) -> EventJson:
+        return event_json(await EventChangeService(db_session).update(current_user(request), event_id, data.changes()))
+
+    @post(
+        "/{event_id:int}/cancel",
+        guards=[require_user],
+        status_code=HTTP_200_OK,
+        **api_doc("Cancel an event", 403, 404, 409, 422, auth=True),
+    )
+    async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> EventJson:
+        return event_json(await EventChangeService(db_session).cancel(current_user(request), event_id))

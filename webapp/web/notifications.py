@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import JSONBody, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from webapp.http import DbSession, RowId, current_user, from_this_site, require_user
+from webapp.notifications.announcements import AnnouncementService
+from webapp.notifications.models import NotificationType
+from webapp.notifications.schemas import (
+    AnnouncementAccepted,
+    InboxCount,
+    NotificationChanged,
+    NotificationPage,
+    ReadAllResult,
+)
+from webapp.notifications.services import (
+    MAX_PAGE,
+    InboxState,
+    InboxStatus,
+    NotificationService,
+    notification_json,
+)
+from webapp.notifications.views import TYPE_LABELS, item_view
+from webapp.openapi import OptionalBody, api_doc
+from webapp.validation import MAX_INT32, RowIdField, SeqField, Text, parse_int
+
+PANEL_SIZE = 10
+PAGE_SIZE = 20
+
+
+class ReadAllRequest(msgspec.Struct):
+    up_to_seq: SeqField | None = None
+
+
+class AnnouncementRequest(msgspec.Struct):
+    title: Text
+    body: Text = ""
+    event_id: RowIdField | None = None
+
+
+def count_trigger(state: InboxState) -> dict[str, str]:
+    """The new count rides on htmx responses too (HX-Trigger), so the badge follows even
+    before the stream's copy arrives; tabs keep whichever version is newer."""
+    detail = {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
+    return {"HX-Trigger": json.dumps({"tidings:count": detail})}
+
+
+class NotificationPages(Controller):
+    path = "/notifications"
+    guards = [require_user]
+    include_in_schema = False
+
+    @post("/panel", status_code=HTTP_200_OK)
+    async def panel(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        """Opening the dropdown: the latest items, split into unread and earlier; marks them seen."""
+        user = current_user(request)
+        items, state = await NotificationService(db_session).panel(user.id, PANEL_SIZE)
+        return self._panel(items, state, user.timezone)
+
+    def _panel(
+        self, items: list[Any], state: InboxState, timezone: str, headers: dict[str, str] | None = None
+    ) -> Template:
+        views = [item_view(notification_json(n), timezone) for n in items]
+        return Template(
+            "_notification_panel.html",
+            context={
+                "unread": [v for v in views if v["unread"]],
+                "earlier": [v for v in views if not v["unread"]],
+                "inbox": state,
+            },
+            headers=headers,
+        )
+
+    @get("/")
+    async def inbox(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        status: Annotated[str, QueryParameter()] = "all",
+        type: Annotated[str | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
+        cursor: Annotated[str | None, QueryParameter()] = None,
+    ) -> Template:
+        user = current_user(request)
+        service = NotificationService(db_session)
+        items, next_cursor = await service.listing(
+            user.id, status, type or None, PAGE_SIZE, parse_int(cursor, "cursor")
+        )
+        return Template(
+            "notifications.html",
+            context={
+                "items": [item_view(notification_json(n), user.timezone) for n in items],
+                "status": status,
+                "type": type,
+                "cursor": cursor,
+                "next_cursor": next_cursor,
+                "type_labels": TYPE_LABELS,
+            },
+        )
+
+    @get("/{notification_id:int}/open", opt={"writes": True})
+    async def open(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Redirect:
+        """Marks read, then follows the link: the read cannot lose a race with the navigation. A link
+        followed from another site is only followed: it changes nothing."""
+        service, user_id = NotificationService(db_session), current_user(request).id
+        if from_this_site(request):
+            notification, _ = await service.mark_read(user_id, notification_id)
+        else:
+            notification = await service.get(user_id, notification_id)
+        target = notification.url if notification.url.startswith("/") and not notification.url.startswith("//") else "/"
+        return Redirect(target)
+
+    @post("/{notification_id:int}/read", status_code=HTTP_200_OK)
+    async def read(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Template:
+        return await self._set(request, db_session, notification_id, read=True)
+
+    @post("/{notification_id:int}/unread", status_code=HTTP_200_OK)
+    async def unread(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Template:
+        return await self._set(request, db_session, notification_id, read=False)
+
+    async def _set(self, request: Request[Any, Any, Any], session: Any, notification_id: int, read: bool) -> Template:
+        user = current_user(request)
+        service = NotificationService(session)
+        change = service.mark_read if read else service.mark_unread
+        notification, state = await change(user.id, notification_id)
+        return Template(
+            "_notification_item.html",
+            context={"n": item_view(notification_json(notification), user.timezone)},
+            headers=count_trigger(state),
+        )
+
+    @post("/read_all", status_code=HTTP_200_OK)
+    async def read_all(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        user = current_user(request)
+        form = dict(await request.form())
+        service = NotificationService(db_session)
+        _, state = await service.mark_all_read(user.id, parse_int(form.get("up_to_seq"), "up_to_seq"))
+        if not request.headers.get("hx-request"):
+            return Redirect("/notifications")
+        items, _ = await service.listing(user.id, limit=PANEL_SIZE)
+        return self._panel(items, state, user.timezone, count_trigger(state))
+
+
+class NotificationApi(Controller):
+    path = "/api/v1"
+    guards = [require_user]
+    tags = ["notifications"]
+
+    @get("/notifications", **api_doc("List my notifications, a page at a time", 422, auth=True))
+    async def listing(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        status: Annotated[InboxStatus, QueryParameter()] = "all",
+        type: Annotated[NotificationType | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
+        cursor: Annotated[int | None, QueryParameter(gt=-1, le=MAX_INT32)] = None,  # a seq: see SeqField
+    ) -> NotificationPage:
+        user = current_user(request)
+        service = NotificationService(db_session)
+        items, next_cursor = await service.listing(user.id, status, type, limit, cursor)
+        return {
+            "items": [notification_json(n) for n in items],
+            "unread_count": await service.unread_count(user.id),
+            "next_cursor": str(next_cursor) if next_cursor is not None else None,
+        }
+
+    @get("/notifications/unread_count", **api_doc("Show my unread count", auth=True))
+    async def unread_count(self, request: Request[Any, Any, Any], db_session: DbSession) -> InboxCount:
+        state = await NotificationService(db_session).state(current_user(request).id)
+        return {"unread_count": state.unread_count, "seq": state.seq, "version": state.version}
+
+    @post(
+        "/notifications/{notification_id:int}/read",
+        status_code=HTTP_200_OK,
+        **api_doc("Mark a notification read", 403, 404, 422, auth=True),
+    )
+    async def read(
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
+    ) -> NotificationChanged:
+        notification, state = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
+        return {"notification": notification_json(notification), "unread_count": state.unread_count}
+
+    @post(
+        "/notifications/{notification_id:int}/unread",
+        status_code=HTTP_200_OK,
+        **api_doc("Mark a notification unread", 403, 404, 422, auth=True),
+    )
+    async def unread(
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
+    ) -> NotificationChanged:
+        notification, state = await NotificationService(db_session).mark_unread(
+            current_user(request).id, notification_id
+        )
+        return {"notification": notification_json(notification), "unread_count": state.unread_count}
+
+    @post(
+        "/notifications/read_all",
+        status_code=HTTP_200_OK,
+        **api_doc("Mark all my notifications read (up to a seq)", 400, 403, 413, 422, auth=True),
+        operation_class=OptionalBody,
+    )
+    async def read_all(
+        self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[ReadAllRequest | None] = None
+    ) -> ReadAllResult:
+        up_to = data.up_to_seq if data else None
+        ids, state = await NotificationService(db_session).mark_all_read(current_user(request).id, up_to)
+        return {"updated": len(ids), "unread_count": state.unread_count}
+
+    @post(
+        "/announcements",
+        status_code=HTTP_202_ACCEPTED,
+        **api_doc(
+            "Announce to an event's attendees (or, as an admin, everyone)", 400, 403, 404, 413, 422, 429, auth=True
+        ),
+    )
+    async def announce(
+        self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[AnnouncementRequest]
+    ) -> AnnouncementAccepted:
+        service = AnnouncementService(db_session, request.app.state.announcement_limiter)
+        recipients = await service.announce(current_user(request), data.title, data.body, data.event_id)
+        return {"status": "accepted", "recipients": recipients}

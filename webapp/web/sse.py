@@ -1,0 +1,105 @@
+"""The two Server-Sent Events endpoints: HTML fragments for the web UI, JSON for API clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from litestar import Request, get
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from webapp.http import require_user, session_of
+from webapp.notifications.stream import InboxStream, StreamEvent
+from webapp.notifications.views import render_item
+from webapp.openapi import api_doc
+from webapp.web.stream_access import admit, parse_last_seq, take_slot, token_deadline
+
+Encoder = Callable[[StreamEvent], ServerSentEventMessage]
+HEADERS = {"Cache-Control": "no-cache, no-transform"}
+RETRY_MS = 2000
+
+# The named events of the API stream, by kind of stream event, with what each carries: the
+# encoder below sends these names and the OpenAPI description lists them (x-sse-events).
+API_EVENTS = {
+    "notification": ("new_notification", "a new notification, as the JSON API shows it; `id:` is its seq"),
+    "count": ("notification_count", "{unread_count, seq, version}: apply only if version is newer"),
+    "read": ("notification_read", "{ids, read, unread_count, seq, version, up_to_seq}: read state changed"),
+    "reset": ("reset", "{seq, unread_count, version}: continuity was lost; adopt these and refetch"),
+}
+# Kinds whose SSE `id:` is the seq, so that Last-Event-ID resumes from them.
+_WITH_ID = ("notification", "reset")
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def api_encoder(event: StreamEvent) -> ServerSentEventMessage:
+    if event.kind not in API_EVENTS:
+        return ServerSentEventMessage(data=None, comment="keep-alive")
+    seq = event.seq if event.kind in _WITH_ID else None
+    return ServerSentEventMessage(event=API_EVENTS[event.kind][0], id=seq, data=_json(event.payload))
+
+
+def page_encoder(timezone: str, environment: Any) -> Encoder:
+    def encode(event: StreamEvent) -> ServerSentEventMessage:
+        if event.kind == "notification":
+            html = render_item(environment, event.payload, timezone)
+            return ServerSentEventMessage(event="notification", id=event.seq, data=html)
+        if event.kind in ("count", "read"):
+            return ServerSentEventMessage(event=event.kind, data=_json(event.payload))
+        if event.kind == "reset":
+            return ServerSentEventMessage(event="reset", id=event.seq, data=_json(event.payload))
+        return ServerSentEventMessage(data=None, comment="keep-alive")
+
+    return encode
+
+
+def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
+    state = request.app.state
+    user = admit(request, state.settings)
+    last_seq = parse_last_seq(request.headers.get("last-event-id"), request.query_params.get("last_event_id"))
+    # Subscribing takes one of the user's slots at once (check and take in one step, so streams
+    # opened together cannot all slip under the cap), and before the stream reads the database,
+    # so nothing falls in between.
+    subscription = take_slot(state.doorbell.hub, user.id, state.stream_config, session_of(request))
+    stream = InboxStream(
+        user_id=user.id,
+        last_seq=last_seq,
+        subscription=subscription,
+        sessionmaker=state.reader_sessionmaker,
+        config=state.stream_config,
+        expires_at=token_deadline(request),
+    )
+
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        try:
+            yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
+            async for event in stream.events():
+                yield encode(event)
+        finally:
+            subscription.close()
+
+    # A client that leaves before the body starts means this generator never runs, so its
+    # `finally` never does: the hub then frees the never-started slot after a short grace.
+    return ServerSentEvent(messages(), headers=HEADERS)
+
+
+@get("/notifications/stream", guards=[require_user], include_in_schema=False)
+async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+    environment = request.app.template_engine.engine  # type: ignore[union-attr]
+    return _open(request, page_encoder(request.user.timezone, environment))
+
+
+@get(
+    "/api/v1/notifications/stream",
+    guards=[require_user],
+    tags=["notifications"],
+    **api_doc("Stream notifications as Server-Sent Events", 403, 429, auth=True, events=dict(API_EVENTS.values())),
+)
+async def api_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+    """Replays what came after `Last-Event-ID` (or `?last_event_id=` on a first connect), then
+    sends live. Heartbeat comments keep proxies open; the stream ends at the token's expiry and
+    the client reconnects. 403: an `Origin` not in ALLOWED_ORIGINS; 429: too many open streams."""
+    return _open(request, api_encoder)
