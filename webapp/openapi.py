@@ -135,14 +135,16 @@ def api_doc(
     auth: bool = False,
     special: dict[int, Any] | None = None,
     events: dict[str, str] | None = None,
+    optional_body: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI keyword arguments of one /api/v1 route handler (see the module's docstring).
 
     `auth`: needs the Bearer token (and so can answer 401). `events`: the handler answers
-    Server-Sent Events with these names (name: what its data carries)."""
+    Server-Sent Events with these names (name: what its data carries). `optional_body`: its JSON
+    body may be left out."""
     statuses = set(errors) | set(ALWAYS) | ({401} if auth else set())
     responses = error_responses(*statuses, special=special)
-    operation: type[Operation] = ApiOperation
+    operation: type[Operation] = OptionalBody if optional_body else ApiOperation
     if events:
         responses[200] = _event_stream_response(events)
         operation = _event_stream_operation(list(events))

@@ -6,18 +6,20 @@ One place for every route (API, pages, static files) rather than a check per fie
 never meaningful in this application's text, PostgreSQL cannot store it, and the operating
 system refuses it in file names. JSON bodies are the exception: there every string field is a
 `webapp.validation.Text`, whose pattern refuses a NUL while decoding and says so in the OpenAPI
-schema, and fields the API does not know are ignored, whatever they hold. The answer is a 400 in
-the usual error shape (JSON for the API, the error page for pages), raised here so the app's
-exception handlers write it.
+schema, and fields the API does not know are ignored, whatever they hold. A NUL in a query or
+form field is a value that fails validation, answered like every other one (422
+validation_error naming the field); a NUL in the path or a body nested too deep is a malformed
+request (400). Both are raised here so the app's exception handlers write them.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, ValidationException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -31,13 +33,25 @@ class RequestGuardMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if "\x00" in scope["path"] or _has_encoded_nul(scope.get("query_string", b"")):
+        if "\x00" in scope["path"]:
             raise ClientException(NUL_MESSAGE)
+        _check_fields(scope.get("query_string", b""))
         if scope.get("method") in BODY_METHODS:
             # The body is read once and kept on the scope: the handler's request reads the same bytes.
             request: Request[Any, Any, Any] = Request(scope, receive)
             _check_body(request.headers.get("content-type", ""), await request.body())
         await next_app(scope, receive, send)
+
+
+def _check_fields(encoded: bytes) -> None:
+    """A URL-encoded query string or form body: every field holding a NUL is named."""
+    if not _has_encoded_nul(encoded):
+        return
+    pairs = parse_qsl(encoded.decode("latin-1"), keep_blank_values=True)
+    names = sorted({name.replace("\x00", "?") or "?" for name, value in pairs if "\x00" in name + value})
+    raise ValidationException(
+        NUL_MESSAGE, extra=[{"key": name, "message": "must not contain NUL characters"} for name in names or ["?"]]
+    )
 
 
 def _has_encoded_nul(raw: bytes) -> bool:
@@ -48,8 +62,7 @@ def _has_encoded_nul(raw: bytes) -> bool:
 def _check_body(content_type: str, body: bytes) -> None:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "application/x-www-form-urlencoded":
-        if _has_encoded_nul(body):
-            raise ClientException(NUL_MESSAGE)
+        _check_fields(body)
     elif media_type.endswith("json"):
         if json_depth(body) > MAX_JSON_DEPTH:
             raise ClientException(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")

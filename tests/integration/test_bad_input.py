@@ -100,9 +100,9 @@ async def test_integers_beyond_the_database_range_are_refused_in_bodies_queries_
     for query in (f"cursor={2**40}", "cursor=-1", f"limit={10**30}"):
         assert_error(await client.get(f"/api/v1/notifications?{query}", headers=auth), 400, 422)
     announcement = {"title": "Hello", "event_id": 2**40}
-    assert_error(await client.post("/api/v1/announcements", json=announcement, headers=bearer(organizer_token)), 400)
-    assert_error(await client.get(f"/api/v1/events/{2**31}"), 400)
-    assert (await client.get("/api/v1/bookings", headers=auth)).json() == []
+    assert_error(await client.post("/api/v1/announcements", json=announcement, headers=bearer(organizer_token)), 422)
+    assert_error(await client.get(f"/api/v1/events/{2**31}"), 422)
+    assert (await client.get("/api/v1/bookings", headers=auth)).json()["items"] == []
 
     group = (await client.post("/api/v1/groups", json={"name": "Crew"}, headers=bearer(organizer_token))).json()
     await register_in_browser(client, "forms@example.com")
@@ -131,16 +131,17 @@ async def test_nul_characters_are_refused_in_every_kind_of_input(client, session
         ("/api/v1/announcements", {"title": "Hi", "body": "\x00"}, auth),
     ]
     for path, body, headers in api_calls:
-        error = assert_error(await client.post(path, json=body, headers=headers), 400)
+        error = assert_error(await client.post(path, json=body, headers=headers), 422)
         assert "NUL" in error["message"], (path, error)
     for path in ("/api/v1/events?q=%00", "/api/v1/events?q=gala%00"):
-        assert "NUL" in assert_error(await client.get(path), 400)["message"]
+        error = assert_error(await client.get(path), 422)
+        assert error["fields"] == {"q": "must not contain NUL characters"}, error
     for path in ("/?q=%00", "/events/_list?q=a%00b", "/login?next=/%00"):
-        assert_error_page(await client.get(path), 400)
+        assert_error_page(await client.get(path), 422)
     await csrf_token(client)
-    assert_error_page(await post_form(client, "/login", {"email": "nul\x00@example.com", "password": "x"}), 400)
+    assert_error_page(await post_form(client, "/login", {"email": "nul\x00@example.com", "password": "x"}), 422)
     await register_in_browser(client, "browser-nul@example.com")
-    assert_error_page(await post_form(client, "/groups", {"name": "Crew\x00"}), 400)
+    assert_error_page(await post_form(client, "/groups", {"name": "Crew\x00"}), 422)
     assert await session.scalar(select(func.count(Group.id))) == 0
     assert await session.scalar(select(func.count(Event.id))) == 0
 

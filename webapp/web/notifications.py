@@ -27,7 +27,7 @@ from webapp.notifications.services import (
     notification_json,
 )
 from webapp.notifications.views import TYPE_LABELS, item_view
-from webapp.openapi import OptionalBody, api_doc
+from webapp.openapi import api_doc
 from webapp.validation import MAX_INT32, RowIdField, SeqField, Text, parse_int
 
 PANEL_SIZE = 10
@@ -202,8 +202,7 @@ class NotificationApi(Controller):
     @post(
         "/notifications/read_all",
         status_code=HTTP_200_OK,
-        **api_doc("Mark all my notifications read (up to a seq)", 400, 403, 413, 422, auth=True),
-        operation_class=OptionalBody,
+        **api_doc("Mark all my notifications read (up to a seq)", 400, 403, 413, 422, auth=True, optional_body=True),
     )
     async def read_all(
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[ReadAllRequest | None] = None
