@@ -12,7 +12,13 @@ from webapp.db import utcnow
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.outbox.models import OutboxMessage
-from webapp.outbox.services import enqueue_after_commit, purge_completed, redeliver_unfinished, set_dispatcher
+from webapp.outbox.services import (
+    enqueue_after_commit,
+    hand_overs_finished,
+    purge_completed,
+    redeliver_unfinished,
+    set_dispatcher,
+)
 from webapp.realtime.doorbell import LocalDoorbell, current_doorbell, set_doorbell
 
 
@@ -103,6 +109,7 @@ async def test_rows_stranded_by_a_crash_are_handed_over_again_by_the_scheduler(s
     assert await redeliver(session, now + timedelta(seconds=31)) == 1
     assert sent == []  # handed over only once the scheduler's transaction commits
     await session.commit()
+    await hand_overs_finished()  # the hand-over runs off the event loop, after the commit
     assert sent == [("send_payment_failed", {"payment_id": 3, "outbox_id": stranded.id})]
     await handed_over(engine, stranded.id, attempts=1)
     assert await redeliver(session, utcnow() + timedelta(seconds=39)) == 0  # handed over, not yet overdue
