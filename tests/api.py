@@ -101,3 +101,15 @@ async def inbox(client: Any, token: str | None = None, expect: int = 1, query: s
         return body if len(body["items"]) >= expect else None
 
     return await eventually(fetch)  # type: ignore[no-any-return]
+
+
+async def settled_tick(maker: Any, now: Any) -> Any:
+    """A scheduler tick run by the test itself, returned once its hand-overs to the queue are
+    done: they run as tasks on the test's event loop, which a request through the in-process
+    test client blocks, so one left half-way would hold SQLite's write lock against that request."""
+    from jobs.scheduler import tick
+    from webapp.outbox.services import hand_overs_finished
+
+    result = await tick(maker, now=now)
+    await hand_overs_finished()
+    return result

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from tests.api import bearer, book, create_event, eventually, inbox, pay, register
+from tests.api import bearer, book, create_event, eventually, inbox, pay, register, settled_tick
 from tests.integration.pages import register_in_browser
 from webapp.bookings.reminder_models import Reminder
 from webapp.db import utcnow
@@ -166,7 +166,7 @@ async def test_a_cancellation_tells_attendees_and_makes_earlier_updates_obsolete
 
 
 async def test_review_requests_go_out_once_after_the_delay(client, session):
-    from jobs.scheduler import REVIEW_REQUEST_DELAY, tick
+    from jobs.scheduler import REVIEW_REQUEST_DELAY
     from webapp.db import create_sessionmaker
 
     _, organizer = await register(client)
@@ -176,11 +176,11 @@ async def test_review_requests_go_out_once_after_the_delay(client, session):
     ends_at = (await session.get(Event, event["id"])).ends_at
     await session.rollback()
     maker = create_sessionmaker(session.bind)
-    early = await tick(maker, now=ends_at + REVIEW_REQUEST_DELAY - timedelta(minutes=1))
+    early = await settled_tick(maker, now=ends_at + REVIEW_REQUEST_DELAY - timedelta(minutes=1))
     assert early.review_events == 0
-    due = await tick(maker, now=ends_at + REVIEW_REQUEST_DELAY + timedelta(minutes=1))
+    due = await settled_tick(maker, now=ends_at + REVIEW_REQUEST_DELAY + timedelta(minutes=1))
     assert due.review_events == 1
-    assert (await tick(maker, now=ends_at + REVIEW_REQUEST_DELAY + timedelta(minutes=2))).review_events == 0
+    assert (await settled_tick(maker, now=ends_at + REVIEW_REQUEST_DELAY + timedelta(minutes=2))).review_events == 0
     [request] = await notifications(client, token, "review_request")
     assert request["title"] == "How was Wine Tasting?" and request["url"] == f"/events/{event['id']}/review"
 

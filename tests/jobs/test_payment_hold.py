@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from jobs.scheduler import tick
-from tests.api import bearer, book, create_event, inbox, pay, register
+from tests.api import bearer, book, create_event, inbox, pay, register, settled_tick
 from tests.integration.pages import post_form, register_in_browser
 from webapp.bookings.models import Booking
 from webapp.bookings.payment_models import Payment
@@ -49,15 +48,15 @@ async def test_an_unpaid_booking_is_released_after_the_hold_and_the_booker_is_to
     maker = create_sessionmaker(session.bind)
     deadline = await created_at(session, expired["id"]) + HOLD
 
-    kept = await tick(maker, now=deadline - timedelta(seconds=1))
+    kept = await settled_tick(maker, now=deadline - timedelta(seconds=1))
     assert kept.released == 0
     assert (await booking_status(client, token, expired["id"]))["status"] == "pending"
 
-    released = await tick(maker, now=deadline)
+    released = await settled_tick(maker, now=deadline)
     assert released.released == 1
     assert (await booking_status(client, token, expired["id"]))["status"] == "cancelled"
     assert await seats_left(client, event["id"]) == 4  # the seats are back
-    assert (await tick(maker, now=deadline + timedelta(minutes=5))).released == 0  # released once
+    assert (await settled_tick(maker, now=deadline + timedelta(minutes=5))).released == 0  # released once
 
     [notice] = (await inbox(client, token, query="type=booking_cancelled"))["items"]
     assert notice["title"] == "Booking cancelled: Night Market"
@@ -79,7 +78,7 @@ async def test_a_fresh_booking_is_kept_while_an_older_one_is_released(client, se
     older_row.created_at = older_row.created_at - timedelta(minutes=10)
     await session.commit()
     now = await created_at(session, newer["id"]) + HOLD - timedelta(minutes=1)
-    assert (await tick(create_sessionmaker(session.bind), now=now)).released == 1
+    assert (await settled_tick(create_sessionmaker(session.bind), now=now)).released == 1
     assert (await booking_status(client, token, older["id"]))["status"] == "cancelled"
     assert (await booking_status(client, token, newer["id"]))["status"] == "pending"
     assert await seats_left(client, event["id"]) == 7
@@ -94,7 +93,7 @@ async def test_paying_for_a_released_booking_is_409_and_charges_nothing(client, 
     _, other = await register(client)
     assert (await book(client, other, event["id"])).status_code == 409
     deadline = await created_at(session, booking["id"]) + HOLD
-    assert (await tick(create_sessionmaker(session.bind), now=deadline)).released == 1
+    assert (await settled_tick(create_sessionmaker(session.bind), now=deadline)).released == 1
 
     late = await pay(client, token, booking["id"])
     assert late.status_code == 409, late.text
