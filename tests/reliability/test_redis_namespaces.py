@@ -150,8 +150,10 @@ async def test_two_deployments_on_one_redis_never_share_notifications_or_limits(
                 # B's stream has had a full heartbeat period after A got the ring: nothing came.
                 leaked = await stream_b.until_heartbeat(10) + await stream_b.until_heartbeat(10)
                 assert leaked == [], f"deployment B's stream received deployment A's ring: {leaked}"
-            # Each server listens on its own deployment's channel only.
-            assert await subscribers(redis, bell_a.channel) == 1 and await subscribers(redis, channel_b) == 1
+            # B's channel has exactly B's server on it (its database is B's alone); A's has A's server
+            # and may have other processes of deployment A that this test session started on the same
+            # database. That B's server is not on A's channel the silent stream above proves.
+            assert await subscribers(redis, bell_a.channel) >= 1 and await subscribers(redis, channel_b) == 1
 
             # Failed logins in A block the account in A only.
             for _ in range(settings_a.login_attempts_per_window):

@@ -223,9 +223,11 @@ def _dispatch_after_commit(session: Session) -> None:
 
 
 async def hand_overs_finished() -> None:
-    """Waits for the hand-overs this process has in flight (tests use it to see what was sent)."""
-    while _handing_over:
-        await asyncio.gather(*_handing_over, return_exceptions=True)
+    """Waits for the hand-overs this event loop has in flight (tests use it to see what was sent).
+    Those of other loops (an app served from another thread) are theirs to wait for."""
+    loop = asyncio.get_running_loop()
+    while mine := [task for task in _handing_over if task.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 async def _hand_over(engine: AsyncEngine | None, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
