@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.enums import ScopeType
@@ -42,15 +42,11 @@ from webapp.web.bookings import BookingApi, BookingPages
 from webapp.web.cable import cable
 from webapp.web.events import EventApi, EventPages
 from webapp.web.groups import GroupApi, GroupPages
+from webapp.web.health import live, ready
 from webapp.web.notifications import NotificationApi, NotificationPages
 from webapp.web.reviews import ReviewApi, ReviewPages
 from webapp.web.sse import api_stream, page_stream
 from webapp.web.stream_access import SocketSlots
-
-
-@get("/healthz", include_in_schema=False)
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
@@ -160,7 +156,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     return Tidings(
         route_handlers=[
-            healthz,
+            live,
+            ready,
             AuthPages,
             AuthApi,
             EventPages,
