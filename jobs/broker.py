@@ -26,7 +26,9 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from prometheus_client import start_http_server
 
+from webapp import metrics
 from webapp.settings import get_settings
 
 log = logging.getLogger("tidings.jobs")
@@ -39,6 +41,7 @@ TIME_LIMIT_MS = int(os.environ.get("JOBS_TIME_LIMIT_MS", "120000"))
 HEARTBEAT_TIMEOUT_MS = int(os.environ.get("JOBS_HEARTBEAT_TIMEOUT_MS", "15000"))
 # Out of 100,000 fetches, how many also requeue the messages of dead workers (Redis).
 MAINTENANCE_CHANCE = int(os.environ.get("JOBS_MAINTENANCE_CHANCE", "1000"))
+METRICS_PORT_TRIES = 16  # worker processes of one `dramatiq jobs`, at most, each on its own port
 
 
 class DeadLetterLog(Middleware):
@@ -70,6 +73,39 @@ class DeadLetterLog(Middleware):
             log.exception("could not mark outbox message %s failed", outbox_id)
 
 
+class JobMetrics(Middleware):
+    """Counts failed runs, retries and dead letters by actor (webapp.metrics). Listed before
+    Retries: `after_` hooks run in reverse order, so Retries has already re-enqueued the failed
+    message or marked it failed when this one looks."""
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is None:
+            return
+        metrics.JOB_FAILURES.labels(message.actor_name).inc()
+        if not message.failed:
+            metrics.JOB_RETRIES.labels(message.actor_name).inc()
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        metrics.JOB_DEAD_LETTERS.labels(message.actor_name).inc()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """A `dramatiq jobs` process serves its own metrics on WORKER_METRICS_PORT, or the next
+        free port after it (`-p 2` takes P and P + 1). Embedded workers share the web /metrics."""
+        settings = get_settings()
+        if not (settings.redis_url and settings.worker_metrics_port):
+            return
+        for port in range(settings.worker_metrics_port, settings.worker_metrics_port + METRICS_PORT_TRIES):
+            try:
+                start_http_server(port, addr=settings.host, registry=metrics.REGISTRY)
+            except OSError:
+                continue
+            log.info("worker metrics on http://%s:%s/metrics", settings.host, port)
+            return
+        log.error("no free port for the worker's metrics from %s on", settings.worker_metrics_port)
+
+
 def _middleware() -> list[Middleware]:
     return [
         AgeLimit(),
@@ -77,6 +113,7 @@ def _middleware() -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        JobMetrics(),
         Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         AsyncIO(),
         DeadLetterLog(),

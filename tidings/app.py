@@ -15,10 +15,10 @@ from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
-from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
-from webapp import openapi
+from webapp import metrics, openapi
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
 from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
@@ -43,6 +43,7 @@ from webapp.web.cable import cable
 from webapp.web.events import EventApi, EventPages
 from webapp.web.groups import GroupApi, GroupPages
 from webapp.web.health import live, ready
+from webapp.web.metrics import metrics_endpoint
 from webapp.web.notifications import NotificationApi, NotificationPages
 from webapp.web.reviews import ReviewApi, ReviewPages
 from webapp.web.sse import api_stream, page_stream
@@ -66,10 +67,27 @@ class Tidings(Litestar):
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
-        if scope["type"] == ScopeType.HTTP and scope.get("method") == "HEAD":
-            await super().__call__(as_get(scope), receive, without_body(send))  # type: ignore[arg-type]
-        else:
+        if scope["type"] != ScopeType.HTTP:
             await super().__call__(scope, receive, send)
+            return
+        if scope.get("method") == "HEAD":
+            scope = as_get(scope)  # type: ignore[arg-type]
+            send = without_body(send)  # type: ignore[arg-type]
+        await super().__call__(scope, receive, counted_responses(scope, send))  # type: ignore[arg-type]
+
+
+def counted_responses(scope: Scope, send: Send) -> Send:
+    """Counts each response by route template and status class as it starts (a stream counts when
+    it opens). Routing sets the template on the scope before anything is sent; a path no route
+    matched is `unmatched`, so raw paths never become labels."""
+
+    async def counting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            route = scope.get("path_template") or "unmatched"
+            metrics.HTTP_RESPONSES.labels(route, metrics.status_class(message["status"])).inc()
+        await send(message)
+
+    return counting
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -158,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             live,
             ready,
+            metrics_endpoint,
             AuthPages,
             AuthApi,
             EventPages,

@@ -105,6 +105,13 @@ class Settings:
     redis_timeout_seconds: float = 2.0
     # How long an unpaid booking holds its seats before the scheduler releases them.
     payment_hold_minutes: int = 15
+    # GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only.
+    metrics_token: str | None = None
+    # `dramatiq jobs` worker processes serve their metrics here (the next free port for each
+    # further process); unset: no exporter. Embedded workers show theirs in the web /metrics.
+    worker_metrics_port: int | None = None
+    # Log lines: "json" (one object per line; the production default) or "text".
+    log_format: str = "text"
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -204,6 +211,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     default_origins = f"http://127.0.0.1:{port},http://localhost:{port}"
     database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{VAR_DIR / 'tidings.db'}"
     redis_namespace = env.get("REDIS_NAMESPACE", "").strip().rstrip(":") or default_redis_namespace(database_url)
+    log_format = env.get("LOG_FORMAT", "json" if mode == "production" else "text").strip().lower()
+    if log_format not in {"json", "text"}:
+        raise SettingsError("LOG_FORMAT must be 'json' or 'text'")
     origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", default_origins).split(",") if o.strip())
     return Settings(
         env=mode,
@@ -232,6 +242,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         registrations_per_hour=number("REGISTRATIONS_PER_HOUR", 10),
         invitations_per_hour=number("INVITATIONS_PER_HOUR", 30),
         trusted_proxies=TrustedProxies.parse(env.get("TRUSTED_PROXIES", "")),
+        metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+        worker_metrics_port=number("WORKER_METRICS_PORT", 1) if env.get("WORKER_METRICS_PORT") else None,
+        log_format=log_format,
     )
 
 
