@@ -28,7 +28,7 @@ from dramatiq.middleware import (
 )
 from prometheus_client import start_http_server
 
-from webapp import metrics
+from webapp import logs, metrics
 from webapp.settings import get_settings
 
 log = logging.getLogger("tidings.jobs")
@@ -106,6 +106,29 @@ class JobMetrics(Middleware):
         log.error("no free port for the worker's metrics from %s on", settings.worker_metrics_port)
 
 
+class JobLogContext(Middleware):
+    """Every line a job logs carries its message id (webapp.logs). The id is set in the worker
+    thread before the actor runs; an async actor's task copies that context when it is started."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        logs.message_id.set(message.message_id)
+        log.debug("job %s started", message.actor_name)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        log.debug("job %s %s", message.actor_name, "failed" if exception else "finished")
+        logs.message_id.set(None)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        logs.message_id.set(None)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        settings = get_settings()
+        if settings.redis_url:  # a `dramatiq jobs` process: its CLI set the handlers up
+            logs.adopt_handlers(settings.log_format)
+
+
 def _middleware() -> list[Middleware]:
     return [
         AgeLimit(),
@@ -117,6 +140,7 @@ def _middleware() -> list[Middleware]:
         Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         AsyncIO(),
         DeadLetterLog(),
+        JobLogContext(),
     ]
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request
 from litestar.config.csrf import CSRFConfig
@@ -26,6 +26,7 @@ from webapp.bookings.payment_gateway import TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
 from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, provide_db_session, provide_settings
+from webapp.logs import bind_user, configure_logging, new_request_id, request_id
 from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
@@ -67,13 +68,38 @@ class Tidings(Litestar):
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
+        if scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
+            await super().__call__(scope, receive, send)
+            return
+        rid = bind_request(cast("Scope", scope))
         if scope["type"] != ScopeType.HTTP:
             await super().__call__(scope, receive, send)
             return
+        send = with_request_id(cast("Send", send), rid)
         if scope.get("method") == "HEAD":
             scope = as_get(scope)  # type: ignore[arg-type]
-            send = without_body(send)  # type: ignore[arg-type]
+            send = without_body(send)
         await super().__call__(scope, receive, counted_responses(scope, send))  # type: ignore[arg-type]
+
+
+def bind_request(scope: Scope) -> str:
+    """Every line logged for this request or socket carries its id (webapp.logs)."""
+    sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+    rid = new_request_id(sent.decode("latin-1"))
+    request_id.set(rid)
+    bind_user(None)
+    return rid
+
+
+def with_request_id(send: Send, rid: str) -> Send:
+    """Sends the request id back (X-Request-ID), so a client or proxy can quote it."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+        await send(message)
+
+    return sending
 
 
 def counted_responses(scope: Scope, send: Send) -> Send:
@@ -93,7 +119,7 @@ def counted_responses(scope: Scope, send: Send) -> Send:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

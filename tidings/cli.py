@@ -38,7 +38,7 @@ def serve(args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(settings.log_level),
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
         # The scheme and client address of X-Forwarded-* are believed from TRUSTED_PROXIES only
         # (uvicorn's own default would believe any local process).
         proxy_headers=True,
@@ -61,11 +61,11 @@ def seed_demo(_: argparse.Namespace) -> None:
 
 
 def run_scheduler(_: argparse.Namespace) -> None:
-    import logging
-
     from jobs.scheduler import run_forever
+    from webapp.logs import configure_logging
 
-    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     run_forever()
 
 
