@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import dramatiq
@@ -29,18 +30,31 @@ from dramatiq.middleware import (
 from prometheus_client import start_http_server
 
 from webapp import logs, metrics
-from webapp.settings import get_settings
+from webapp.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger("tidings.jobs")
 
-MAX_RETRIES = int(os.environ.get("JOBS_MAX_RETRIES", "8"))
-MIN_BACKOFF_MS = int(os.environ.get("JOBS_MIN_BACKOFF_MS", "500"))
-MAX_BACKOFF_MS = int(os.environ.get("JOBS_MAX_BACKOFF_MS", "300000"))
-TIME_LIMIT_MS = int(os.environ.get("JOBS_TIME_LIMIT_MS", "120000"))
+
+def _settings() -> Settings:
+    """The settings, or a one-line exit: `dramatiq jobs` imports this module, and a bad value
+    there must read as a configuration error, not as a traceback."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.stderr.flush()
+        os._exit(2)  # not SystemExit: the import machinery of a worker process would print a traceback
+
+
+_config = _settings()
+MAX_RETRIES = _config.jobs_max_retries
+MIN_BACKOFF_MS = _config.jobs_min_backoff_ms
+MAX_BACKOFF_MS = _config.jobs_max_backoff_ms
+TIME_LIMIT_MS = _config.jobs_time_limit_ms
 # How long before the messages of a worker that vanished are handed to another (Redis).
-HEARTBEAT_TIMEOUT_MS = int(os.environ.get("JOBS_HEARTBEAT_TIMEOUT_MS", "15000"))
+HEARTBEAT_TIMEOUT_MS = _config.jobs_heartbeat_timeout_ms
 # Out of 100,000 fetches, how many also requeue the messages of dead workers (Redis).
-MAINTENANCE_CHANCE = int(os.environ.get("JOBS_MAINTENANCE_CHANCE", "1000"))
+MAINTENANCE_CHANCE = _config.jobs_maintenance_chance
 METRICS_PORT_TRIES = 16  # worker processes of one `dramatiq jobs`, at most, each on its own port
 
 
@@ -161,5 +175,5 @@ def build_broker(redis_url: str | None) -> dramatiq.Broker:
     return StubBroker(middleware=_middleware())
 
 
-broker = build_broker(os.environ.get("REDIS_URL") or None)
+broker = build_broker(_config.redis_url)
 dramatiq.set_broker(broker)

@@ -112,6 +112,22 @@ class Settings:
     worker_metrics_port: int | None = None
     # Log lines: "json" (one object per line; the production default) or "text".
     log_format: str = "text"
+    # Jobs (jobs/): retries and their backoff, time limit, Redis broker upkeep, fan-out chunks,
+    # embedded worker threads, the scheduler's interval and the outbox sweep (README table).
+    jobs_max_retries: int = 8
+    jobs_min_backoff_ms: int = 500
+    jobs_max_backoff_ms: int = 300000
+    jobs_time_limit_ms: int = 120000
+    jobs_heartbeat_timeout_ms: int = 15000
+    jobs_maintenance_chance: int = 1000
+    jobs_fanout_chunk_size: int = 1000
+    embedded_worker_threads: int = 2
+    scheduler_interval_seconds: float = 15.0
+    review_request_delay_minutes: float = 120.0
+    outbox_grace_seconds: float = 30.0
+    outbox_redeliver_seconds: float = 30.0
+    outbox_max_attempts: int = 8
+    outbox_retention_days: float = 7.0
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -245,6 +261,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
         worker_metrics_port=number("WORKER_METRICS_PORT", 1) if env.get("WORKER_METRICS_PORT") else None,
         log_format=log_format,
+        jobs_max_retries=number("JOBS_MAX_RETRIES", 8),
+        jobs_min_backoff_ms=number("JOBS_MIN_BACKOFF_MS", 500),
+        jobs_max_backoff_ms=number("JOBS_MAX_BACKOFF_MS", 300000),
+        jobs_time_limit_ms=number("JOBS_TIME_LIMIT_MS", 120000),
+        jobs_heartbeat_timeout_ms=number("JOBS_HEARTBEAT_TIMEOUT_MS", 15000),
+        jobs_maintenance_chance=number("JOBS_MAINTENANCE_CHANCE", 1000),
+        jobs_fanout_chunk_size=number("JOBS_FANOUT_CHUNK_SIZE", 1000),
+        embedded_worker_threads=number("EMBEDDED_WORKER_THREADS", 2),
+        scheduler_interval_seconds=number("SCHEDULER_INTERVAL_SECONDS", 15.0, float),
+        review_request_delay_minutes=number("REVIEW_REQUEST_DELAY_MINUTES", 120.0, float),
+        outbox_grace_seconds=number("OUTBOX_GRACE_SECONDS", 30.0, float),
+        outbox_redeliver_seconds=number("OUTBOX_REDELIVER_SECONDS", 30.0, float),
+        outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
+        outbox_retention_days=number("OUTBOX_RETENTION_DAYS", 7.0, float),
     )
 
 
