@@ -68,9 +68,10 @@ USER tidings
 
 EXPOSE 8000
 
-# Only meaningful for the web process; compose turns it off for the others.
+# Only meaningful for the web process; compose turns it off for the others. Readiness: healthy
+# means the process answers and reaches the database (and Redis); /health/live checks the process only.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)" || exit 1
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('PORT', '8000'), timeout=4)" || exit 1
 
 # Exec form so the server gets stop signals directly.
 CMD ["tidings", "serve"]

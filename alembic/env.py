@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -24,12 +25,20 @@ def database_url() -> str:
     return config.attributes.get("database_url") or get_settings().database_url
 
 
+def report_step(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    """Tells `tidings db upgrade` (config.attributes["on_migration"]) each revision it applied."""
+    report = config.attributes.get("on_migration")
+    if report is not None and step.is_upgrade:
+        report(step.up_revision_id)
+
+
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        on_version_apply=report_step,
     )
     with context.begin_transaction():
         context.run_migrations()

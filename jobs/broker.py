@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import dramatiq
@@ -28,21 +29,37 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError
 
+from webapp import logs, metrics
 from webapp.errors import ValidationFailed
-from webapp.settings import get_settings
+from webapp.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger("tidings.jobs")
 
-MAX_RETRIES = int(os.environ.get("JOBS_MAX_RETRIES", "8"))
-MIN_BACKOFF_MS = int(os.environ.get("JOBS_MIN_BACKOFF_MS", "500"))
-MAX_BACKOFF_MS = int(os.environ.get("JOBS_MAX_BACKOFF_MS", "300000"))
-TIME_LIMIT_MS = int(os.environ.get("JOBS_TIME_LIMIT_MS", "120000"))
+
+def _settings() -> Settings:
+    """The settings, or a one-line exit: `dramatiq jobs` imports this module, and a bad value
+    there must read as a configuration error, not as a traceback."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.stderr.flush()
+        os._exit(2)  # not SystemExit: the import machinery of a worker process would print a traceback
+
+
+_config = _settings()
+MAX_RETRIES = _config.jobs_max_retries
+MIN_BACKOFF_MS = _config.jobs_min_backoff_ms
+MAX_BACKOFF_MS = _config.jobs_max_backoff_ms
+TIME_LIMIT_MS = _config.jobs_time_limit_ms
 # How long before the messages of a worker that vanished are handed to another (Redis).
-HEARTBEAT_TIMEOUT_MS = int(os.environ.get("JOBS_HEARTBEAT_TIMEOUT_MS", "15000"))
+HEARTBEAT_TIMEOUT_MS = _config.jobs_heartbeat_timeout_ms
 # Out of 100,000 fetches, how many also requeue the messages of dead workers (Redis).
-MAINTENANCE_CHANCE = int(os.environ.get("JOBS_MAINTENANCE_CHANCE", "1000"))
+MAINTENANCE_CHANCE = _config.jobs_maintenance_chance
+METRICS_PORT_TRIES = 16  # worker processes of one `dramatiq jobs`, at most, each on its own port
 # Failures that come out the same on every run: retrying them for hours only hides them.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (DataError, ValidationFailed)
 
@@ -93,6 +110,62 @@ class DeadLetterLog(Middleware):
             log.exception("could not mark outbox message %s failed", outbox_id)
 
 
+class JobMetrics(Middleware):
+    """Counts failed runs, retries and dead letters by actor (webapp.metrics). Listed before
+    Retries: `after_` hooks run in reverse order, so Retries has already re-enqueued the failed
+    message or marked it failed when this one looks."""
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is None:
+            return
+        metrics.JOB_FAILURES.labels(message.actor_name).inc()
+        if not message.failed:
+            metrics.JOB_RETRIES.labels(message.actor_name).inc()
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        metrics.JOB_DEAD_LETTERS.labels(message.actor_name).inc()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """A `dramatiq jobs` process serves its own metrics on WORKER_METRICS_PORT, or the next
+        free port after it (`-p 2` takes P and P + 1). Embedded workers share the web /metrics."""
+        settings = get_settings()
+        if not (settings.redis_url and settings.worker_metrics_port):
+            return
+        for port in range(settings.worker_metrics_port, settings.worker_metrics_port + METRICS_PORT_TRIES):
+            try:
+                start_http_server(port, addr=settings.host, registry=metrics.REGISTRY)
+            except OSError:
+                continue
+            log.info("worker metrics on http://%s:%s/metrics", settings.host, port)
+            return
+        log.error("no free port for the worker's metrics from %s on", settings.worker_metrics_port)
+
+
+class JobLogContext(Middleware):
+    """Every line a job logs carries its message id (webapp.logs). The id is set in the worker
+    thread before the actor runs; an async actor's task copies that context when it is started."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        logs.message_id.set(message.message_id)
+        log.debug("job %s started", message.actor_name)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        log.debug("job %s %s", message.actor_name, "failed" if exception else "finished")
+        logs.message_id.set(None)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        logs.message_id.set(None)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        settings = get_settings()
+        if settings.redis_url:  # a `dramatiq jobs` process: its CLI set the handlers up
+            logs.adopt_handlers(settings.log_format)
+
+
 def _middleware() -> list[Middleware]:
     return [
         AgeLimit(),
@@ -100,9 +173,11 @@ def _middleware() -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        JobMetrics(),
         Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         AsyncIO(),
         DeadLetterLog(),
+        JobLogContext(),
     ]
 
 
@@ -123,5 +198,5 @@ def build_broker(redis_url: str | None) -> dramatiq.Broker:
     return StubBroker(middleware=_middleware())
 
 
-broker = build_broker(os.environ.get("REDIS_URL") or None)
+broker = build_broker(_config.redis_url)
 dramatiq.set_broker(broker)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dramatiq
 from dramatiq import Worker
 from dramatiq.asyncio import get_event_loop_thread
@@ -11,13 +9,11 @@ from dramatiq.asyncio import get_event_loop_thread
 from jobs import runtime, scheduler
 from webapp.settings import Settings
 
-WORKER_THREADS = int(os.environ.get("EMBEDDED_WORKER_THREADS", "2"))
-
 
 class EmbeddedJobs:
     def __init__(self, settings: Settings, session_factory: object, run_scheduler: bool = True) -> None:
         runtime.configure(settings)
-        self.worker = Worker(dramatiq.get_broker(), worker_threads=WORKER_THREADS, worker_timeout=100)
+        self.worker = Worker(dramatiq.get_broker(), worker_threads=settings.embedded_worker_threads, worker_timeout=100)
         self.session_factory = session_factory
         self.run_scheduler = run_scheduler
         self._scheduler = None

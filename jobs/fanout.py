@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,10 +24,11 @@ from webapp.bookings.models import Booking, BookingAttendee
 from webapp.events.models import Event, EventChange
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.outbox.services import enqueue_after_commit
+from webapp.settings import get_settings
 from webapp.timeutil import format_in_zone
 
 # Recipients per chunk message: big enough that 10,000 attendees take about ten messages.
-CHUNK_SIZE = max(500, int(os.environ.get("JOBS_FANOUT_CHUNK_SIZE", "1000")))
+CHUNK_SIZE = max(500, get_settings().jobs_fanout_chunk_size)
 
 
 async def confirmed_attendees(session: Any, event_id: int) -> list[int]:

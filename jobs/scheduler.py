@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,20 +27,22 @@ from webapp.db import utcnow
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
+from webapp.settings import get_settings
 
 log = logging.getLogger("tidings.scheduler")
 
-INTERVAL_SECONDS = float(os.environ.get("SCHEDULER_INTERVAL_SECONDS", "15"))
-REVIEW_REQUEST_DELAY = timedelta(minutes=float(os.environ.get("REVIEW_REQUEST_DELAY_MINUTES", "120")))
+_config = get_settings()  # jobs.broker, imported first, has already refused a bad one
+INTERVAL_SECONDS = _config.scheduler_interval_seconds
+REVIEW_REQUEST_DELAY = timedelta(minutes=_config.review_request_delay_minutes)
 # A row never handed over (the process died right after commit, the broker was down) goes out
 # again after OUTBOX_GRACE; one handed over but not completed after OUTBOX_REDELIVER (the queue lost
 # it, or its worker died mid-job). 30 s plus one 15 s tick plus the run itself keeps a dead worker's
 # job under a minute; a job legitimately running longer than that may run twice (harmless).
-OUTBOX_GRACE = timedelta(seconds=float(os.environ.get("OUTBOX_GRACE_SECONDS", "30")))
-OUTBOX_REDELIVER = timedelta(seconds=float(os.environ.get("OUTBOX_REDELIVER_SECONDS", "30")))
+OUTBOX_GRACE = timedelta(seconds=_config.outbox_grace_seconds)
+OUTBOX_REDELIVER = timedelta(seconds=_config.outbox_redeliver_seconds)
 # Each further hand-over waits twice as long: 8 attempts span about 2 hours of worker outage.
-OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
-OUTBOX_RETENTION = timedelta(days=float(os.environ.get("OUTBOX_RETENTION_DAYS", "7")))
+OUTBOX_MAX_ATTEMPTS = _config.outbox_max_attempts
+OUTBOX_RETENTION = timedelta(days=_config.outbox_retention_days)
 
 
 @dataclass(frozen=True)

@@ -123,17 +123,18 @@ class LiveWorker:
     """`dramatiq jobs` worker processes (the scaled mode), in their own process group so a test
     can SIGKILL them mid-job."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, threads: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, threads: int = 2, processes: int = 1) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.threads = threads
+        self.processes = processes
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         dramatiq_cli = Path(sys.executable).with_name("dramatiq")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(dramatiq_cli), "jobs", "-p", "1", "-t", str(self.threads)],
+                [str(dramatiq_cli), "jobs", "-p", str(self.processes), "-t", str(self.threads)],
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdout=log,

@@ -6,19 +6,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
-from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
-from webapp import openapi
+from webapp import metrics, openapi
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
 from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
@@ -26,6 +26,7 @@ from webapp.bookings.payment_gateway import TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
 from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
+from webapp.logs import bind_user, configure_logging, new_request_id, request_id
 from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
@@ -44,15 +45,12 @@ from webapp.web.bookings import BookingApi, BookingPages
 from webapp.web.cable import cable
 from webapp.web.events import EventApi, EventPages
 from webapp.web.groups import GroupApi, GroupPages
+from webapp.web.health import live, ready
+from webapp.web.metrics import metrics_endpoint
 from webapp.web.notifications import NotificationApi, NotificationPages
 from webapp.web.reviews import ReviewApi, ReviewPages
 from webapp.web.sse import api_stream, page_stream
 from webapp.web.stream_access import SocketSlots
-
-
-@get("/healthz", include_in_schema=False)
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
@@ -79,16 +77,58 @@ class Tidings(Litestar):
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
-        if scope["type"] == ScopeType.HTTP and scope.get("method") == "HEAD":
-            await super().__call__(as_get(scope), receive, without_body(send))  # type: ignore[arg-type]
-        else:
+        if scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
             await super().__call__(scope, receive, send)
+            return
+        rid = bind_request(cast("Scope", scope))
+        if scope["type"] != ScopeType.HTTP:
+            await super().__call__(scope, receive, send)
+            return
+        send = with_request_id(cast("Send", send), rid)
+        if scope.get("method") == "HEAD":
+            scope = as_get(scope)  # type: ignore[arg-type]
+            send = without_body(send)
+        await super().__call__(scope, receive, counted_responses(scope, send))  # type: ignore[arg-type]
+
+
+def bind_request(scope: Scope) -> str:
+    """Every line logged for this request or socket carries its id (webapp.logs)."""
+    sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+    rid = new_request_id(sent.decode("latin-1"))
+    request_id.set(rid)
+    bind_user(None)
+    return rid
+
+
+def with_request_id(send: Send, rid: str) -> Send:
+    """Sends the request id back (X-Request-ID), so a client or proxy can quote it."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+        await send(message)
+
+    return sending
+
+
+def counted_responses(scope: Scope, send: Send) -> Send:
+    """Counts each response by route template and status class as it starts (a stream counts when
+    it opens). Routing sets the template on the scope before anything is sent; a path no route
+    matched is `unmatched`, so raw paths never become labels."""
+
+    async def counting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            route = scope.get("path_template") or "unmatched"
+            metrics.HTTP_RESPONSES.labels(route, metrics.status_class(message["status"])).inc()
+        await send(message)
+
+    return counting
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -169,7 +209,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     return Tidings(
         route_handlers=[
-            healthz,
+            live,
+            ready,
+            metrics_endpoint,
             AuthPages,
             AuthApi,
             EventPages,

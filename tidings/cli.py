@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from pathlib import Path
 
-from webapp.settings import PROJECT_ROOT, SettingsError, get_settings
+from webapp.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
 
-def upgrade_database(database_url: str | None = None) -> None:
+def upgrade_database(database_url: str | None = None) -> list[str]:
+    """Applies the migrations the database lacks; returns their revisions, oldest first."""
     from alembic.config import Config
 
     from alembic import command
@@ -21,7 +23,42 @@ def upgrade_database(database_url: str | None = None) -> None:
     config.attributes["configure_logger"] = False
     if config.attributes["database_url"].startswith("sqlite"):
         Path(PROJECT_ROOT / "var").mkdir(exist_ok=True)
+    applied: list[str] = []
+    config.attributes["on_migration"] = applied.append  # alembic/env.py reports each step
     command.upgrade(config, "head")
+    return applied
+
+
+def db_upgrade(_: argparse.Namespace) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini"))).get_current_head()
+    applied = upgrade_database()
+    if not applied:
+        print(f"Database already at {head}; nothing to do.")
+        return
+    start = "an empty database" if applied[0] == _first_revision() else "the previous schema"
+    print(f"Upgraded from {start} to {head}: applied {len(applied)} migration(s): {', '.join(applied)}.")
+
+
+def _first_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini")))
+    return next(rev.revision for rev in script.walk_revisions() if rev.down_revision is None)
+
+
+def serve_settings(host: str | None, port: int | None) -> Settings:
+    """The settings of a server started with --host/--port: as if HOST and PORT said so, so the
+    default ALLOWED_ORIGINS name the port actually bound, and every later get_settings() agrees."""
+    if host:
+        os.environ["HOST"] = host
+    if port:
+        os.environ["PORT"] = str(port)
+    get_settings.cache_clear()
+    return get_settings()
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -31,14 +68,14 @@ def serve(args: argparse.Namespace) -> None:
     from webapp.logs import uvicorn_log_config
     from webapp.realtime.shutdown import StreamClosingServer
 
-    settings = get_settings()
+    settings = serve_settings(args.host, args.port)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(settings.log_level),
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
         # The scheme and client address of X-Forwarded-* are believed from TRUSTED_PROXIES only
         # (uvicorn's own default would believe any local process).
         proxy_headers=True,
@@ -61,11 +98,11 @@ def seed_demo(_: argparse.Namespace) -> None:
 
 
 def run_scheduler(_: argparse.Namespace) -> None:
-    import logging
-
     from jobs.scheduler import run_forever
+    from webapp.logs import configure_logging
 
-    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     run_forever()
 
 
@@ -104,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
 
     db_parser = commands.add_parser("db", help="database schema")
     db_commands = db_parser.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(func=lambda _: upgrade_database())
+    db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(func=db_upgrade)
 
     commands.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(func=seed_demo)
     commands.add_parser("scheduler", help="run the single scheduler (scaled mode)").set_defaults(func=run_scheduler)

@@ -22,6 +22,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp import metrics
 from webapp.auth.models import User
 from webapp.db import MAX_ROW_ID as MAX_ROW_ID  # re-exported: controllers and /cable bound ids with it
 from webapp.db import is_retryable, is_unavailable
@@ -227,6 +228,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         exc = exc.exceptions[0]  # an error raised while a dependency cleaned up (e.g. the commit)
     if is_retryable(exc) or is_unavailable(exc):
         return handle_database_busy(request, exc)
+    metrics.UNHANDLED_EXCEPTIONS.inc()
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if is_api(request):
         return error_json(500, "internal_error", "Something went wrong on our side.")

@@ -1,10 +1,60 @@
-"""Logging: access lines carry the path only, never the query string, so a `?token=` (the
-WebSocket handshake) or any other secret in a URL cannot reach a log."""
+"""Logging: one configuration for every process (web, scheduler, workers).
+
+- LOG_FORMAT=json (the production default) writes one JSON object per line; `text` (the
+  development default) writes readable lines.
+- Every line logged while a request is handled carries its request id (a sane `X-Request-ID`
+  from the client or proxy, or one made up here; the response sends it back) and, once the
+  request is authenticated, the user id. Every line of a job carries its Dramatiq message id.
+- Secrets never reach a line: paths lose their query string (a `?token=` on the WebSocket
+  handshake, `?last_event_id=`), and whatever looks like a token (a JWT, `token=...`,
+  `password=...`, a `Bearer` credential, a cookie) is replaced by `[redacted]` in the final text.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import re
+import time
+import uuid
+from contextvars import ContextVar
 from typing import Any
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+user_id: ContextVar[int | None] = ContextVar("user_id", default=None)
+message_id: ContextVar[str | None] = ContextVar("message_id", default=None)
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_CONTEXT = (("request_id", request_id), ("user_id", user_id), ("message_id", message_id))
+_SECRETS = (
+    re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*"),  # a JWT anywhere
+    re.compile(r"(?i)\b(bearer)\s+[\w.~+/=-]+"),
+)
+_SECRET_FIELDS = re.compile(
+    r"(?i)\b(password|passwd|token|access_token|refresh_token|secret|secret_key|cookie|set-cookie|authorization"
+    r"|tidings_access|tidings_refresh|tidings_csrf|_csrf_token)(\"?'?\s*[=:]\s*\"?'?)([^\s&\"',;}]+)"
+)
+_QUERY = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
+
+
+def new_request_id(sent: str | None) -> str:
+    """The client's (or proxy's) X-Request-ID when it is short and plain, else a fresh one."""
+    if sent and _SANE_REQUEST_ID.fullmatch(sent):
+        return sent
+    return uuid.uuid4().hex
+
+
+def bind_user(user: int | None) -> None:
+    """The authenticated user of the request in progress (logged on its later lines)."""
+    user_id.set(user)
+
+
+def redact(text: str) -> str:
+    text = _QUERY.sub(r"\1", text)
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda m: f"{m.group(1)} [redacted]" if m.groups() else "[redacted]", text)
+    return _SECRET_FIELDS.sub(r"\1\2[redacted]", text)
 
 
 class StripQueryString(logging.Filter):
@@ -23,26 +73,84 @@ def _without_query(value: Any) -> Any:
     return value
 
 
-def uvicorn_log_config(level: str) -> dict[str, Any]:
+class Redact(StripQueryString):
+    """Strips query strings, then redacts secrets from the finished message and traceback, and
+    adds the request, user and message ids of the context the line was logged in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        super().filter(record)
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        for name, variable in _CONTEXT:
+            if not hasattr(record, name):
+                setattr(record, name, variable.get())
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # type: ignore[assignment]  # UTC, as the trailing Z says
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, _ in _CONTEXT:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - the logging API's name
+        context = " ".join(
+            f"{label}={value}"
+            for label, value in (
+                ("req", getattr(record, "request_id", None)),
+                ("user", getattr(record, "user_id", None)),
+                ("msg", getattr(record, "message_id", None)),
+            )
+            if value is not None
+        )
+        text = super().formatMessage(record)
+        return f"{text} [{context}]" if context else text
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
+    """dictConfig for uvicorn and the root logger: every handler redacts and adds the ids."""
+    factory = "webapp.logs.JsonFormatter" if log_format == "json" else "webapp.logs.TextFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"strip_query": {"()": StripQueryString}},
-        "formatters": {
-            "default": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-            "access": {"format": "%(asctime)s %(levelname)s access %(message)s"},
-        },
+        "filters": {"redact": {"()": Redact}},
+        "formatters": {"default": {"()": factory}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "filters": ["strip_query"],
+                "filters": ["redact"],
                 "stream": "ext://sys.stderr",
             },
             "access": {
                 "class": "logging.StreamHandler",
-                "formatter": "access",
-                "filters": ["strip_query"],
+                "formatter": "default",
+                "filters": ["redact"],
                 "stream": "ext://sys.stdout",
             },
         },
@@ -53,3 +161,19 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
         },
         "root": {"handlers": ["default"], "level": level},
     }
+
+
+def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
+    return log_config(level, log_format)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    logging.config.dictConfig(log_config(level, log_format))
+
+
+def adopt_handlers(log_format: str) -> None:
+    """Processes whose logging someone else set up (Dramatiq's worker CLI): keep their handlers,
+    with this module's format, redaction and ids."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter(log_format))
+        handler.addFilter(Redact())

@@ -105,6 +105,29 @@ class Settings:
     redis_timeout_seconds: float = 2.0
     # How long an unpaid booking holds its seats before the scheduler releases them.
     payment_hold_minutes: int = 15
+    # GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only.
+    metrics_token: str | None = None
+    # `dramatiq jobs` worker processes serve their metrics here (the next free port for each
+    # further process); unset: no exporter. Embedded workers show theirs in the web /metrics.
+    worker_metrics_port: int | None = None
+    # Log lines: "json" (one object per line; the production default) or "text".
+    log_format: str = "text"
+    # Jobs (jobs/): retries and their backoff, time limit, Redis broker upkeep, fan-out chunks,
+    # embedded worker threads, the scheduler's interval and the outbox sweep (README table).
+    jobs_max_retries: int = 8
+    jobs_min_backoff_ms: int = 500
+    jobs_max_backoff_ms: int = 300000
+    jobs_time_limit_ms: int = 120000
+    jobs_heartbeat_timeout_ms: int = 15000
+    jobs_maintenance_chance: int = 1000
+    jobs_fanout_chunk_size: int = 1000
+    embedded_worker_threads: int = 2
+    scheduler_interval_seconds: float = 15.0
+    review_request_delay_minutes: float = 120.0
+    outbox_grace_seconds: float = 30.0
+    outbox_redeliver_seconds: float = 30.0
+    outbox_max_attempts: int = 8
+    outbox_retention_days: float = 7.0
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -204,6 +227,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     default_origins = f"http://127.0.0.1:{port},http://localhost:{port}"
     database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{VAR_DIR / 'tidings.db'}"
     redis_namespace = env.get("REDIS_NAMESPACE", "").strip().rstrip(":") or default_redis_namespace(database_url)
+    log_format = env.get("LOG_FORMAT", "json" if mode == "production" else "text").strip().lower()
+    if log_format not in {"json", "text"}:
+        raise SettingsError("LOG_FORMAT must be 'json' or 'text'")
     origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", default_origins).split(",") if o.strip())
     return Settings(
         env=mode,
@@ -232,6 +258,23 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         registrations_per_hour=number("REGISTRATIONS_PER_HOUR", 10),
         invitations_per_hour=number("INVITATIONS_PER_HOUR", 30),
         trusted_proxies=TrustedProxies.parse(env.get("TRUSTED_PROXIES", "")),
+        metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+        worker_metrics_port=number("WORKER_METRICS_PORT", 1) if env.get("WORKER_METRICS_PORT") else None,
+        log_format=log_format,
+        jobs_max_retries=number("JOBS_MAX_RETRIES", 8),
+        jobs_min_backoff_ms=number("JOBS_MIN_BACKOFF_MS", 500),
+        jobs_max_backoff_ms=number("JOBS_MAX_BACKOFF_MS", 300000),
+        jobs_time_limit_ms=number("JOBS_TIME_LIMIT_MS", 120000),
+        jobs_heartbeat_timeout_ms=number("JOBS_HEARTBEAT_TIMEOUT_MS", 15000),
+        jobs_maintenance_chance=number("JOBS_MAINTENANCE_CHANCE", 1000),
+        jobs_fanout_chunk_size=number("JOBS_FANOUT_CHUNK_SIZE", 1000),
+        embedded_worker_threads=number("EMBEDDED_WORKER_THREADS", 2),
+        scheduler_interval_seconds=number("SCHEDULER_INTERVAL_SECONDS", 15.0, float),
+        review_request_delay_minutes=number("REVIEW_REQUEST_DELAY_MINUTES", 120.0, float),
+        outbox_grace_seconds=number("OUTBOX_GRACE_SECONDS", 30.0, float),
+        outbox_redeliver_seconds=number("OUTBOX_REDELIVER_SECONDS", 30.0, float),
+        outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
+        outbox_retention_days=number("OUTBOX_RETENTION_DAYS", 7.0, float),
     )
 
 

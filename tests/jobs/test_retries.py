@@ -66,6 +66,32 @@ def test_a_permanent_failure_lands_in_the_dead_letter_queue_and_the_log(worker, 
         time.sleep(0.01)
 
 
+def job_counts(actor: str) -> tuple[float, float, float]:
+    """(failures, retries, dead letters) of an actor, as /metrics shows them."""
+    from webapp import metrics
+
+    return tuple(  # type: ignore[return-value]
+        metrics.REGISTRY.get_sample_value(f"tidings_job_{name}_total", {"actor": actor}) or 0.0
+        for name in ("failures", "retries", "dead_letters")
+    )
+
+
+def test_failures_retries_and_dead_letters_are_counted_by_actor(worker):
+    before = {actor: job_counts(actor) for actor in ("flaky_job", "doomed_job")}
+    flaky_job.send("m")
+    doomed_job.send()
+    worker.join(QUEUE, fail_fast=False, timeout=10_000)
+
+    def moved(actor: str) -> tuple[float, ...]:
+        return tuple(now - then for now, then in zip(job_counts(actor), before[actor], strict=True))
+
+    assert moved("flaky_job") == (2, 2, 0)  # failed twice, retried twice, then succeeded
+    deadline = time.monotonic() + 5  # the dead-letter hook runs after the broker counts the message done
+    while moved("doomed_job")[2] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert moved("doomed_job") == (3, 2, 1)  # the first try and two retries failed, then dead
+
+
 @dramatiq.actor(queue_name=QUEUE, max_retries=1, min_backoff=10, max_backoff=40)
 async def doomed_outbox_job(outbox_id: int | None = None) -> None:
     from jobs import runtime

@@ -25,6 +25,7 @@ from webapp._cookies import parse_cookies
 from webapp.auth.models import User
 from webapp.auth.services import SessionService, SessionTokens
 from webapp.auth.tokens import AccessClaims, decode_access_token
+from webapp.logs import bind_user
 from webapp.settings import Settings
 
 ACCESS_COOKIE = "tidings_access"
@@ -109,6 +110,7 @@ class SessionAuthMiddleware(ASGIMiddleware):
 
         scope["user"] = user
         scope["auth"] = info
+        bind_user(user.id if user else None)
         if set_cookies:
             send = _adding_cookies(send, set_cookies)
         await next_app(scope, receive, send)

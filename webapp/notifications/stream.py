@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from webapp import metrics
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
 from webapp.realtime.protocol import (
@@ -59,35 +60,56 @@ class InboxStream:
         sessionmaker: async_sessionmaker[AsyncSession],
         config: StreamConfig,
         expires_at: float | None = None,
+        transport: str = "sse_json",
     ) -> None:
         self.user_id = user_id
+        self.transport = transport
         self.last_seq = last_seq
         self.subscription = subscription
         self.sessionmaker = sessionmaker
         self.config = config
         lifetime_end = time.monotonic() + config.max_lifetime_seconds
         self.deadline = min(lifetime_end, expires_at) if expires_at else lifetime_end
+        self.ends_at_token_expiry = expires_at is not None and expires_at < lifetime_end
         self.sent_seq = 0
         self.sent_version = -1
         self.closed_by_server = False  # shutdown or a reader too slow: do not resume in-process
+        # Why the stream ended (metrics): unless the server ends it, the client left.
+        self.end_reason = "client_left"
+        self.live = False  # past the opening replay: notifications written now count as delivered
 
     async def events(self) -> AsyncIterator[StreamEvent]:
+        """The stream's events; each one written is counted by kind, and a notification written
+        live for the first time in this process counts as delivered."""
+        messages = metrics.STREAM_MESSAGES
+        hub = self.subscription.hub
+        async for event in self._events():
+            messages.labels(self.transport, event.kind).inc()
+            if self.live and event.kind == "notification" and hub.first_write(self.user_id, event.seq):
+                metrics.observe_delivery(event.payload)
+            yield event
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
         self.subscription.started = True
         try:
             async for event in self._opening():
                 yield event
+            self.live = True
             while True:
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
-                    return  # token expiry or maximum lifetime: the client reconnects and resumes
+                    # token expiry or maximum lifetime: the client reconnects and resumes
+                    self.end_reason = "token_expiry" if self.ends_at_token_expiry else "lifetime"
+                    return
                 message = await self.subscription.next(min(self.config.heartbeat_seconds, remaining))
                 if message is None:
                     if time.monotonic() < self.deadline:
                         yield StreamEvent("heartbeat")
                     continue
                 match from_wire(message):
-                    case CloseMessage():
+                    case CloseMessage() as close:
                         self.closed_by_server = True
+                        self.end_reason = self._close_reason(close)
                         return
                     case NewMessage() as new:
                         async for event in self._on_new(new):
@@ -102,19 +124,32 @@ class InboxStream:
         finally:
             self.subscription.close()
 
+    def _close_reason(self, close: CloseMessage) -> str:
+        if self.subscription.overflowed:
+            return "slow_reader"
+        return "session_ended" if close.reason == "session_ended" else "shutdown"
+
     async def _opening(self) -> AsyncIterator[StreamEvent]:
         state = await self._state()
         last = self.last_seq
+        if last is not None:
+            metrics.RECONNECTS.labels(self.transport).inc()
         if last is None:
             self.sent_seq = state.seq  # a first connect with no position starts from now
         elif last < 0 or last > state.seq or state.seq - last > self.config.replay_limit:
             self.sent_seq = state.seq
+            metrics.RESETS.labels(self.transport).inc()
             reset = ResetMessage(seq=state.seq, unread_count=state.unread_count, version=state.version)
             yield StreamEvent("reset", state.seq, client_fields(reset))
         else:
             self.sent_seq = last
+            replayed = 0
             async for event in self._replay():
+                replayed += 1
                 yield event
+            if replayed:
+                metrics.REPLAYS.labels(self.transport).inc()
+                metrics.REPLAYED_ITEMS.labels(self.transport).inc(replayed)
         async for event in self._count(state):
             yield event
 

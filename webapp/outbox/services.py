@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, or_, select, update
+from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -239,3 +239,14 @@ async def _hand_over(engine: AsyncEngine | None, rows: list[tuple[int, str, dict
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop("outbox_pending", None)
+
+
+async def oldest_pending_age(session: AsyncSession) -> float:
+    """Seconds since the oldest outbox row whose job has not completed (nor failed) was written;
+    0 when none waits. Reads the partial index of pending rows only."""
+    oldest = await session.scalar(
+        select(func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.completed_at.is_(None), OutboxMessage.failed_at.is_(None)
+        )
+    )
+    return 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from webapp import metrics
 from webapp.realtime.ended_sessions import EndedSessions
 from webapp.realtime.protocol import CloseMessage, Message, ResyncMessage, to_wire
 from webapp.settings import Settings
@@ -87,6 +88,9 @@ class Hub:
 
     def __init__(self, unstarted_grace: float = UNSTARTED_GRACE, sessions: EndedSessions | None = None) -> None:
         self._by_user: dict[int, set[Subscription]] = defaultdict(set)
+        # The newest seq written live to any stream of a user with open streams (metrics: a
+        # notification is delivered once, however many of its recipient's tabs show it).
+        self._delivered: dict[int, int] = {}
         self.unstarted_grace = unstarted_grace
         self.sessions = sessions if sessions is not None else EndedSessions()
 
@@ -114,6 +118,14 @@ class Hub:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._by_user[subscription.user_id]
+                self._delivered.pop(subscription.user_id, None)
+
+    def first_write(self, user_id: int, seq: int | None) -> bool:
+        """Whether a stream of this user writing `seq` is its first live write in this process."""
+        if seq is None or seq <= self._delivered.get(user_id, 0):
+            return False
+        self._delivered[user_id] = seq
+        return True
 
     def count(self, user_id: int) -> int:
         """Open subscriptions of a user, after dropping those abandoned before they started."""
@@ -136,6 +148,7 @@ class Hub:
         return live
 
     def deliver(self, message: dict[str, Any]) -> None:
+        metrics.DOORBELL_RECEIVED.inc()
         if message.get("type") == "session_ended":
             self.sessions.end(str(message["session"]))  # closes the session's streams, refuses its tokens
             return
@@ -166,6 +179,7 @@ class LocalDoorbell:
 
     def ring(self, messages: Iterable[dict[str, Any]]) -> None:
         batch = list(messages)
+        metrics.DOORBELL_PUBLISHED.inc(len(batch))
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -240,6 +254,7 @@ class RedisDoorbell:
                 for payload in payloads:
                     pipe.publish(self.channel, payload)
                 await pipe.execute()
+            metrics.DOORBELL_PUBLISHED.inc(len(payloads))
         except RedisError as exc:
             # The rows are committed; streams will find them on their next check or reconnect.
             log.warning("doorbell publish failed (%s); streams will catch up from the database", exc)
@@ -310,6 +325,8 @@ def queue_after_commit(session: Session, messages: Iterable[Message]) -> None:
 @event.listens_for(Session, "after_commit")
 def _ring_after_commit(session: Session) -> None:
     pending = session.info.pop("doorbell_pending", None)
+    if pending:
+        metrics.count_committed(pending)  # committed now: counted whether or not anyone listens
     if pending and _current is not None:
         _current.ring(pending)
 

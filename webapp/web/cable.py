@@ -21,6 +21,7 @@ from typing import Any
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
+from webapp import metrics
 from webapp.errors import DomainError
 from webapp.http import session_of
 from webapp.notifications.services import NotificationService
@@ -60,6 +61,7 @@ class CableConnection:
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.send_lock = asyncio.Lock()
         self.ended = asyncio.Event()  # the server ended the connection (told the client to reconnect)
+        self.end_reason = "client_left"  # metrics: unless the server ends it, the client left
 
     async def send(self, **fields: Any) -> None:
         async with self.send_lock:
@@ -68,23 +70,30 @@ class CableConnection:
     async def run(self) -> None:
         offered = [p.strip() for p in self.socket.headers.get("sec-websocket-protocol", "").split(",")]
         if not origin_allowed(self.socket, self.state.settings):
+            metrics.CONNECTIONS_REFUSED.labels("cable", "origin").inc()
             await self.socket.close(code=4403, reason="origin not allowed")  # before accept: HTTP 403
             return
         await self.socket.accept(subprotocols=PROTOCOL if PROTOCOL in offered else None)
         if self.user is None:
+            metrics.CONNECTIONS_REFUSED.labels("cable", "auth").inc()
             await self.send(type="disconnect", reason="unauthorized", reconnect=False)
             await self.socket.close(code=1000)
             return
         sockets = self.state.cable_sockets
         if not sockets.take(self.user.id, self.state.stream_config.max_connections_per_user):
             # As ActionCable's reject_unauthorized_connection, with the reason: no reconnect loop.
+            metrics.CONNECTIONS_REFUSED.labels("cable", "cap").inc()
             await self.send(type="disconnect", reason="too_many_connections", reconnect=False)
             await self.socket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many connections")
             return
+        metrics.CONNECTIONS_OPENED.labels("cable").inc()
+        metrics.CONNECTIONS_OPEN.labels("cable").inc()
         try:
             await self._serve()
         finally:
             sockets.release(self.user.id)
+            metrics.CONNECTIONS_OPEN.labels("cable").dec()
+            metrics.CONNECTIONS_CLOSED.labels("cable", self.end_reason).inc()
 
     async def _serve(self) -> None:
         await self.send(type="welcome")
@@ -104,6 +113,7 @@ class CableConnection:
                 for stopped in stopping:
                     stopped.cancel()  # nothing more of this session goes out
                 await asyncio.gather(*stopping, return_exceptions=True)
+                self.end_reason = "session_ended"
                 await self._disconnect("unauthorized", reconnect=False)
         finally:
             if unwatch:
@@ -121,6 +131,7 @@ class CableConnection:
         while deadline is None or time.monotonic() < deadline:
             await self.send(type="ping", message=int(time.time()))
             await asyncio.sleep(PING_SECONDS)
+        self.end_reason = "token_expiry"
         await self._disconnect("token_expired")  # the client reconnects and authenticates again
 
     async def _disconnect(self, reason: str, reconnect: bool = True) -> None:
@@ -159,7 +170,7 @@ class CableConnection:
             await self.send(identifier=identifier, type="reject_subscription")
             return
         try:
-            subscription = take_slot(self.state.doorbell.hub, self.user.id, self.state.stream_config)
+            subscription = take_slot(self.state.doorbell.hub, self.user.id, self.state.stream_config, "cable")
         except TooManyConnections:
             await self.send(identifier=identifier, type="reject_subscription")
             return
@@ -181,6 +192,7 @@ class CableConnection:
                     subscription=subscription,
                     sessionmaker=self.state.reader_sessionmaker,
                     config=config,
+                    transport="cable",
                 )
                 async for event in stream.events():
                     message = _channel_message(event)
@@ -190,6 +202,7 @@ class CableConnection:
                     # A reader too slow for its buffer, or a server shutting down: never leave the
                     # socket open and pinging while nothing reaches the channel any more. The client
                     # resubscribes (with `last_seq`, to resume without loss).
+                    self.end_reason = stream.end_reason
                     await self._disconnect("slow_reader" if subscription.overflowed else "server_restart")
                     return
                 last_seq = stream.sent_seq

@@ -9,11 +9,12 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from webapp.http import require_user, session_of
+from webapp import metrics
+from webapp.http import session_of
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
 from webapp.openapi import api_doc
-from webapp.web.stream_access import admit, parse_last_seq, take_slot, token_deadline
+from webapp.web.stream_access import admit, parse_last_seq, require_stream_user, take_slot, token_deadline
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
 HEADERS = {"Cache-Control": "no-cache, no-transform"}
@@ -58,12 +59,13 @@ def page_encoder(timezone: str, environment: Any) -> Encoder:
 
 def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
     state = request.app.state
-    user = admit(request, state.settings)
+    transport = request.route_handler.opt["transport"]
+    user = admit(request, state.settings, transport)
     last_seq = parse_last_seq(request.headers.get("last-event-id"), request.query_params.get("last_event_id"))
     # Subscribing takes one of the user's slots at once (check and take in one step, so streams
     # opened together cannot all slip under the cap), and before the stream reads the database,
     # so nothing falls in between.
-    subscription = take_slot(state.doorbell.hub, user.id, state.stream_config, session_of(request))
+    subscription = take_slot(state.doorbell.hub, user.id, state.stream_config, transport, session_of(request))
     stream = InboxStream(
         user_id=user.id,
         last_seq=last_seq,
@@ -71,22 +73,27 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
         sessionmaker=state.reader_sessionmaker,
         config=state.stream_config,
         expires_at=token_deadline(request),
+        transport=transport,
     )
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        metrics.CONNECTIONS_OPENED.labels(transport).inc()
+        metrics.CONNECTIONS_OPEN.labels(transport).inc()
         try:
             yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
             async for event in stream.events():
                 yield encode(event)
         finally:
             subscription.close()
+            metrics.CONNECTIONS_OPEN.labels(transport).dec()
+            metrics.CONNECTIONS_CLOSED.labels(transport, stream.end_reason).inc()
 
     # A client that leaves before the body starts means this generator never runs, so its
     # `finally` never does: the hub then frees the never-started slot after a short grace.
     return ServerSentEvent(messages(), headers=HEADERS)
 
 
-@get("/notifications/stream", guards=[require_user], include_in_schema=False)
+@get("/notifications/stream", guards=[require_stream_user], opt={"transport": "sse_html"}, include_in_schema=False)
 async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     environment = request.app.template_engine.engine  # type: ignore[union-attr]
     return _open(request, page_encoder(request.user.timezone, environment))
@@ -94,7 +101,8 @@ async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
 
 @get(
     "/api/v1/notifications/stream",
-    guards=[require_user],
+    guards=[require_stream_user],
+    opt={"transport": "sse_json"},
     tags=["notifications"],
     **api_doc("Stream notifications as Server-Sent Events", 403, 429, auth=True, events=dict(API_EVENTS.values())),
 )

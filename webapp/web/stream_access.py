@@ -8,7 +8,9 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
 
+from webapp import metrics
 from webapp.auth.models import User
 from webapp.notifications.stream import StreamConfig
 from webapp.realtime.doorbell import Hub, Subscription
@@ -47,19 +49,29 @@ def origin_allowed(connection: ASGIConnection[Any, Any, Any, Any], settings: Set
     return origin is None or origin.rstrip("/") in settings.allowed_origins
 
 
-def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> User:
+def require_stream_user(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The guard of the SSE endpoints (`opt={"transport": ...}`): as require_user, counted."""
+    if connection.user is None:
+        metrics.CONNECTIONS_REFUSED.labels(handler.opt["transport"], "auth").inc()
+        raise NotAuthorizedException("Log in to continue.")
+
+
+def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, transport: str) -> User:
     user = connection.user
     if user is None:
+        metrics.CONNECTIONS_REFUSED.labels(transport, "auth").inc()
         raise NotAuthorizedException("Log in to continue.")
     if not origin_allowed(connection, settings):
+        metrics.CONNECTIONS_REFUSED.labels(transport, "origin").inc()
         raise PermissionDeniedException("This origin may not open a stream.")
     return user  # type: ignore[no-any-return]
 
 
-def take_slot(hub: Hub, user_id: int, config: StreamConfig, session: str | None = None) -> Subscription:
+def take_slot(hub: Hub, user_id: int, config: StreamConfig, transport: str, session: str | None = None) -> Subscription:
     """Subscribes within the per-user cap; no await between the check and the subscription.
     With `session`, the stream closes as soon as that session ends."""
     if hub.count(user_id) >= config.max_connections_per_user:
+        metrics.CONNECTIONS_REFUSED.labels(transport, "cap").inc()
         raise TooManyConnections(detail=f"At most {config.max_connections_per_user} open streams per user.")
     return hub.subscribe(user_id, config.queue_size, session)
 

@@ -1,0 +1,84 @@
+"""Operating Tidings by hand: the settings jobs read are settings (a bad value is a clear error,
+not a traceback), `tidings serve --port P` allows its own origin, `tidings db upgrade` says what
+it did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET
+from webapp.settings import PROJECT_ROOT, SettingsError, get_settings, load_settings
+
+JOB_SETTINGS = {
+    "JOBS_MAX_RETRIES": "jobs_max_retries",
+    "JOBS_MIN_BACKOFF_MS": "jobs_min_backoff_ms",
+    "JOBS_MAX_BACKOFF_MS": "jobs_max_backoff_ms",
+    "JOBS_TIME_LIMIT_MS": "jobs_time_limit_ms",
+    "JOBS_HEARTBEAT_TIMEOUT_MS": "jobs_heartbeat_timeout_ms",
+    "JOBS_MAINTENANCE_CHANCE": "jobs_maintenance_chance",
+    "JOBS_FANOUT_CHUNK_SIZE": "jobs_fanout_chunk_size",
+    "EMBEDDED_WORKER_THREADS": "embedded_worker_threads",
+    "SCHEDULER_INTERVAL_SECONDS": "scheduler_interval_seconds",
+    "REVIEW_REQUEST_DELAY_MINUTES": "review_request_delay_minutes",
+    "OUTBOX_GRACE_SECONDS": "outbox_grace_seconds",
+    "OUTBOX_REDELIVER_SECONDS": "outbox_redeliver_seconds",
+    "OUTBOX_MAX_ATTEMPTS": "outbox_max_attempts",
+    "OUTBOX_RETENTION_DAYS": "outbox_retention_days",
+}
+
+
+@pytest.mark.parametrize("name", sorted(JOB_SETTINGS))
+def test_every_job_setting_is_read_by_the_settings_and_refused_clearly(name: str) -> None:
+    assert getattr(load_settings({name: "700"}), JOB_SETTINGS[name]) == 700
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: "lots"})
+
+
+def test_every_job_setting_is_in_the_readme() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for name in [*JOB_SETTINGS, "LOG_FORMAT", "METRICS_TOKEN", "WORKER_METRICS_PORT"]:
+        assert f"`{name}`" in readme, name
+
+
+def test_a_worker_with_a_bad_setting_stops_with_a_clear_message_not_a_traceback() -> None:
+    env = {**os.environ, "SECRET_KEY": TEST_SECRET, "REDIS_URL": "", "OUTBOX_GRACE_SECONDS": "half a minute"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import jobs"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "OUTBOX_GRACE_SECONDS must be a number" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_with_a_port_allows_the_origins_of_that_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidings.cli import serve_settings
+
+    monkeypatch.delenv("ALLOWED_ORIGINS", raising=False)
+    monkeypatch.setenv("PORT", "8000")
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
+    try:
+        settings = serve_settings(host=None, port=8123)
+        assert settings.port == 8123
+        assert set(settings.allowed_origins) == {"http://127.0.0.1:8123", "http://localhost:8123"}
+        assert get_settings() is settings  # what the rest of the process reads agrees
+        monkeypatch.setenv("ALLOWED_ORIGINS", "https://tidings.example")
+        assert serve_settings(host=None, port=8123).allowed_origins == ("https://tidings.example",)
+    finally:
+        get_settings.cache_clear()  # the environment is put back after the test; so is this
+
+
+def test_db_upgrade_says_what_it_did(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": TEST_SECRET}
+    tidings = [str(Path(sys.executable).with_name("tidings")), "db", "upgrade"]
+    first = subprocess.run(tidings, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "from an empty database to" in first.stdout and "applied" in first.stdout
+    again = subprocess.run(tidings, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already at" in again.stdout and "nothing to do" in again.stdout

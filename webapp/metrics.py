@@ -1,0 +1,128 @@
+"""Prometheus metrics of this process (README "Monitoring").
+
+Every web process serves its own registry at `/metrics`; every worker process its own exporter
+port (jobs.metrics). A hot path only increments a counter or moves a gauge; anything that needs a
+query (the outbox lag) is computed when Prometheus scrapes.
+
+Labels stay bounded: transports, reasons and kinds from fixed sets, notification types from the
+model's choices, route templates (never a raw path) and actor names; never a user id.
+
+This module imports nothing of the app, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# The `_created` timestamp series double every counter's output and no query here uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+TRANSPORTS = ("sse_html", "sse_json", "cable")
+
+
+def _counter(name: str, documentation: str, *labels: str) -> Counter:
+    return Counter(name, documentation, labels, registry=REGISTRY)
+
+
+CONNECTIONS_OPEN = Gauge(
+    "tidings_connections_open",
+    "Open real-time connections in this process: SSE streams, /cable sockets",
+    ["transport"],
+    registry=REGISTRY,
+)
+CONNECTIONS_OPENED = _counter("tidings_connections_opened", "Real-time connections opened", "transport")
+CONNECTIONS_CLOSED = _counter(
+    "tidings_connections_closed",
+    "Real-time connections closed, by reason: client_left, token_expiry, lifetime, slow_reader, "
+    "shutdown, session_ended",
+    "transport",
+    "reason",
+)
+CONNECTIONS_REFUSED = _counter(
+    "tidings_connections_refused",
+    "Real-time connections refused before they opened, by reason: auth, origin, cap",
+    "transport",
+    "reason",
+)
+RECONNECTS = _counter(
+    "tidings_stream_reconnects",
+    "Streams opened with a position to resume from (Last-Event-ID, ?last_event_id=, last_seq)",
+    "transport",
+)
+REPLAYS = _counter("tidings_stream_replays", "Resumed streams that replayed missed notifications", "transport")
+REPLAYED_ITEMS = _counter("tidings_stream_replayed_items", "Notifications sent by opening replays", "transport")
+RESETS = _counter("tidings_stream_resets", "Resets sent (continuity could not be proven)", "transport")
+STREAM_MESSAGES = _counter(
+    "tidings_stream_messages",
+    "Messages written to real-time connections, by kind (notification, count, read, reset, heartbeat)",
+    "transport",
+    "kind",
+)
+NOTIFICATIONS_CREATED = _counter(
+    "tidings_notifications_created", "Notifications committed by this process, by type", "type"
+)
+NOTIFICATIONS_DELIVERED = _counter(
+    "tidings_notifications_delivered",
+    "Notifications written live to at least one open stream of their recipient in this process",
+)
+DELIVERY_SECONDS = Histogram(
+    "tidings_notification_delivery_seconds",
+    "From a notification's creation in its committing transaction to its first live write",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
+DOORBELL_PUBLISHED = _counter("tidings_doorbell_published", "Doorbell messages rung by this process")
+DOORBELL_RECEIVED = _counter("tidings_doorbell_received", "Doorbell messages this process's hub received")
+HTTP_RESPONSES = _counter(
+    "tidings_http_responses",
+    "HTTP responses, by route template (`unmatched` when no route matched) and status class",
+    "route",
+    "status",
+)
+UNHANDLED_EXCEPTIONS = _counter("tidings_unhandled_exceptions", "Exceptions no handler expected (answered 500)")
+JOB_FAILURES = _counter("tidings_job_failures", "Job runs that raised", "actor")
+JOB_RETRIES = _counter("tidings_job_retries", "Job runs scheduled again after a failure", "actor")
+JOB_DEAD_LETTERS = _counter("tidings_job_dead_letters", "Jobs given up on (moved to the dead-letter queue)", "actor")
+OUTBOX_OLDEST_PENDING = Gauge(
+    "tidings_outbox_oldest_pending_seconds",
+    "Age of the oldest outbox row whose job has not completed (0 when none), read at scrape time",
+    registry=REGISTRY,
+)
+
+
+# Every transport shows from the start (0 open), so a dashboard never sees a missing series.
+for _transport in TRANSPORTS:
+    CONNECTIONS_OPEN.labels(_transport)
+    CONNECTIONS_OPENED.labels(_transport)
+    RECONNECTS.labels(_transport)
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def count_committed(messages: Iterable[Mapping[str, Any]]) -> None:
+    """Counts the notifications among the doorbell messages of a committed transaction."""
+    by_type: dict[str, int] = {}
+    for message in messages:
+        if message.get("type") == "new":
+            kind = str(message.get("notification", {}).get("type", "unknown"))
+            by_type[kind] = by_type.get(kind, 0) + 1
+    for kind, count in by_type.items():
+        NOTIFICATIONS_CREATED.labels(kind).inc(count)
+
+
+def observe_delivery(notification: Mapping[str, Any]) -> None:
+    NOTIFICATIONS_DELIVERED.inc()
+    created = notification.get("created_at")
+    if isinstance(created, str):
+        try:
+            DELIVERY_SECONDS.observe(max(0.0, time.time() - datetime.fromisoformat(created).timestamp()))
+        except ValueError:
+            pass
