@@ -210,14 +210,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     elif not secret_key:
         secret_key = _development_secret_key()
 
-    def number(name: str, default: float, kind: type = int) -> Any:
+    def number(name: str, default: float, kind: type = int, zero_allowed: bool = False) -> Any:
         raw = env.get(name, "")
         try:
             value = kind(raw) if raw else default
         except ValueError:
             raise SettingsError(f"{name} must be a number") from None
-        if value <= 0:
-            raise SettingsError(f"{name} must be positive")
+        if value < 0 or (value == 0 and not zero_allowed):
+            raise SettingsError(f"{name} must be {'zero or more' if zero_allowed else 'positive'}")
         return value
 
     port = env.get("PORT", "8000")
@@ -268,7 +268,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         jobs_heartbeat_timeout_ms=number("JOBS_HEARTBEAT_TIMEOUT_MS", 15000),
         jobs_maintenance_chance=number("JOBS_MAINTENANCE_CHANCE", 1000),
         jobs_fanout_chunk_size=number("JOBS_FANOUT_CHUNK_SIZE", 1000),
-        embedded_worker_threads=number("EMBEDDED_WORKER_THREADS", 2),
+        # 0: jobs are queued in this process but run by none of its threads (tests of a crash use it).
+        embedded_worker_threads=number("EMBEDDED_WORKER_THREADS", 2, zero_allowed=True),
         scheduler_interval_seconds=number("SCHEDULER_INTERVAL_SECONDS", 15.0, float),
         review_request_delay_minutes=number("REVIEW_REQUEST_DELAY_MINUTES", 120.0, float),
         outbox_grace_seconds=number("OUTBOX_GRACE_SECONDS", 30.0, float),

@@ -82,3 +82,12 @@ def test_db_upgrade_says_what_it_did(tmp_path) -> None:  # type: ignore[no-untyp
     again = subprocess.run(tidings, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "already at" in again.stdout and "nothing to do" in again.stdout
+
+
+def test_zero_embedded_worker_threads_is_allowed_and_a_negative_count_is_not() -> None:
+    # Zero queues jobs in the web process without running them there (a crash test relies on it).
+    assert load_settings({"EMBEDDED_WORKER_THREADS": "0"}).embedded_worker_threads == 0
+    with pytest.raises(SettingsError, match="EMBEDDED_WORKER_THREADS must be zero or more"):
+        load_settings({"EMBEDDED_WORKER_THREADS": "-1"})
+    with pytest.raises(SettingsError, match="OUTBOX_MAX_ATTEMPTS must be positive"):
+        load_settings({"OUTBOX_MAX_ATTEMPTS": "0"})
