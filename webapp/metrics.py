@@ -71,6 +71,11 @@ NOTIFICATIONS_DELIVERED = _counter(
     "tidings_notifications_delivered",
     "Notifications written live to at least one open stream of their recipient in this process",
 )
+LIVE_RECIPIENTS = _counter(
+    "tidings_notifications_live_recipients",
+    "Notifications whose recipient had a running stream in this process when their doorbell ring "
+    "arrived: the denominator of the delivery success rate",
+)
 DELIVERY_SECONDS = Histogram(
     "tidings_notification_delivery_seconds",
     "From a notification's creation in its committing transaction to its first live write",

@@ -112,6 +112,8 @@ async def test_a_fan_out_to_users_with_live_streams_counts_each_created_and_deli
         )
     created = after.value("tidings_notifications_created_total", type="general")
     assert created - before.value("tidings_notifications_created_total", type="general") == len(users)
+    live = after.value("tidings_notifications_live_recipients_total")
+    assert live - before.value("tidings_notifications_live_recipients_total") == len(users)
     observed = after.value("tidings_notification_delivery_seconds_count")
     assert observed - before.value("tidings_notification_delivery_seconds_count") == len(users)
     written = after.value("tidings_stream_messages_total", transport="sse_json", kind="notification")

@@ -152,7 +152,10 @@ class Hub:
         if message.get("type") == "session_ended":
             self.sessions.end(str(message["session"]))  # closes the session's streams, refuses its tokens
             return
-        for subscription in tuple(self._by_user.get(int(message["user"]), ())):
+        subscribers = tuple(self._by_user.get(int(message["user"]), ()))
+        if message.get("type") == "new" and any(s.started and not s.overflowed for s in subscribers):
+            metrics.LIVE_RECIPIENTS.inc()
+        for subscription in subscribers:
             subscription.offer(message)
 
     def broadcast(self, message: dict[str, Any]) -> None:
