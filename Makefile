@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev browser lint migrate seed clean
+.PHONY: run serve test install install-dev browser lint migrate seed clean
 
 # uv is bootstrapped with pip into .tools/ when the machine does not have it.
 $(UV):
@@ -18,10 +18,15 @@ install: $(UV)
 install-dev: $(UV)
 	$(UV) sync --frozen
 
+# The demo starts fresh each time (its times are relative to now); `make serve` keeps your data.
 run: install
 	$(BIN)/tidings db upgrade
-	$(BIN)/tidings seed-demo
+	$(BIN)/tidings seed-demo --fresh
 	@echo "Tidings is starting on http://$${HOST:-127.0.0.1}:$${PORT:-8000}"
+	$(BIN)/tidings serve
+
+serve: install
+	$(BIN)/tidings db upgrade
 	$(BIN)/tidings serve
 
 # A Chromium for the browser tests: Debian's when present, else Playwright's own download.

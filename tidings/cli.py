@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import os
+import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from webapp.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
@@ -69,6 +72,7 @@ def serve(args: argparse.Namespace) -> None:
     from webapp.realtime.shutdown import StreamClosingServer
 
     settings = serve_settings(args.host, args.port)
+    listener = _listen(settings.host, settings.port)  # before anything starts: a taken port is one line
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -82,19 +86,60 @@ def serve(args: argparse.Namespace) -> None:
         forwarded_allow_ips=[str(network) for network in settings.trusted_proxies.networks],
         timeout_graceful_shutdown=5,
     )
-    StreamClosingServer(config, app).run()
+    StreamClosingServer(config, app).run(sockets=[listener])
 
 
-def seed_demo(_: argparse.Namespace) -> None:
-    from webapp.demo import DEMO_PASSWORD, seed
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        sys.exit(
+            f"tidings: port {port} on {host} {reason}; choose another with PORT={port + 1} make run "
+            f"or tidings serve --port {port + 1}"
+        )
+    return listener
 
-    created = asyncio.run(seed(get_settings().database_url))
-    print("Demo data " + ("loaded." if created else "already present; nothing changed."))
+
+def seed_demo(args: argparse.Namespace) -> None:
+    import jobs  # noqa: F401 - installs the dispatcher: each commit hands its follow-up jobs over
+    from jobs.embedded import EmbeddedJobs
+    from webapp.demo import DEMO_NOTES, DEMO_PASSWORD, DEMO_USERS, follow_ups_waiting, seed
+
+    settings = get_settings()
+    # Embedded mode: the demo's jobs run here, so its notifications exist before the site starts.
+    embedded = None if settings.redis_url else EmbeddedJobs(settings, None, run_scheduler=False)
+    if embedded:
+        embedded.start()
+    try:
+        created = asyncio.run(seed(settings.database_url, fresh=args.fresh))
+        if embedded and created:
+            asyncio.run(_until_done(lambda: follow_ups_waiting(settings.database_url), within=60))
+    finally:
+        if embedded:
+            embedded.stop()
+    if created:
+        print("Demo data loaded" + (" afresh (the database was emptied first)." if args.fresh else "."))
+    else:
+        print("Demo data already present; nothing changed (tidings seed-demo --fresh loads it again around now).")
     print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
-    from webapp.demo import DEMO_USERS
-
     for email, name, role in DEMO_USERS:
         print(f"  {email:<28} {name:<18} {role}")
+    for note in DEMO_NOTES:
+        print(f"- {note}")
+
+
+async def _until_done(waiting: Callable[[], Awaitable[int]], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if not await waiting():
+            return
+        await asyncio.sleep(0.1)
 
 
 def run_scheduler(_: argparse.Namespace) -> None:
@@ -143,7 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     db_commands = db_parser.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(func=db_upgrade)
 
-    commands.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(func=seed_demo)
+    demo_parser = commands.add_parser("seed-demo", help="load the demo data when it is not there yet")
+    demo_parser.add_argument(
+        "--fresh", action="store_true", help="empty the database first: the demo's times start from now again"
+    )
+    demo_parser.set_defaults(func=seed_demo)
     commands.add_parser("scheduler", help="run the single scheduler (scaled mode)").set_defaults(func=run_scheduler)
 
     user_parser = commands.add_parser("create-user", help="create an account")

@@ -135,6 +135,9 @@ def formatter(log_format: str) -> logging.Formatter:
 def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
     """dictConfig for uvicorn and the root logger: every handler redacts and adds the ids."""
     factory = "webapp.logs.JsonFormatter" if log_format == "json" else "webapp.logs.TextFormatter"
+    # The libraries' own bookkeeping (a line per scheduler run, the job loop starting) is noise
+    # at INFO; it shows with LOG_LEVEL=DEBUG. Their warnings and errors always show.
+    chatty = level if level == "DEBUG" else "WARNING"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -158,6 +161,8 @@ def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": ["access"], "level": level, "propagate": False},
+            "apscheduler": {"level": chatty},
+            "dramatiq.middleware": {"level": chatty},
         },
         "root": {"handlers": ["default"], "level": level},
     }

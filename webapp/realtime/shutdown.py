@@ -9,6 +9,7 @@ clients reconnect (to another process, or to this one once it is back) and resum
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import FrameType
 from typing import Any
 
@@ -27,6 +28,10 @@ class StreamClosingServer(uvicorn.Server):
     async def startup(self, sockets: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if sockets and self.started:  # uvicorn names the address only of sockets it bound itself
+            host, port = sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            logging.getLogger("uvicorn.error").info("Tidings running on http://%s:%d (Ctrl+C to quit)", shown, port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         doorbell = getattr(self.app.state, "doorbell", None)
