@@ -14,6 +14,7 @@ from webapp.bookings.models import Booking
 from webapp.bookings.payment_models import Payment
 from webapp.bookings.services import HOLD_EXPIRED
 from webapp.notifications.models import Notification
+from webapp.notifications.organizer_news import tell_organizer
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.timeutil import format_in_zone
 
@@ -41,8 +42,11 @@ async def send_booking_confirmation(booking_id: int, outbox_id: int | None = Non
         if booking is None or booking.status != "confirmed":
             return
         event = booking.event
+        people = await _people(session, booking)
+        service = NotificationService(session)
+        await service.lock_inboxes([person.id for person in people] + [event.organizer_id])
         items = []
-        for person in await _people(session, booking):
+        for person in people:
             when = format_in_zone(event.starts_at, person.timezone)
             if person.id == booking.user_id:
                 body = f"{_seats(booking)} · {when} · {event.venue}"
@@ -62,7 +66,8 @@ async def send_booking_confirmation(booking_id: int, outbox_id: int | None = Non
                     dedupe_key=f"booking_confirmed:{booking.id}",
                 )
             )
-        await NotificationService(session).notify_many(items)
+        await service.notify_many(items)
+        await tell_organizer(service, event, booking, "booked")
         await session.commit()
 
 
@@ -76,6 +81,12 @@ async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) 
         released = booking.cancel_reason == HOLD_EXPIRED
         # A released hold was never confirmed, so only the booker (who did not pay) hears of it.
         people = await _people(session, booking, only_booker=released)
+        # A seat given back is news to the organizer; a hold that lapsed, or an event they
+        # cancelled themselves, is not.
+        tell = booking.confirmed_at is not None and booking.cancel_reason is None
+        service = NotificationService(session)
+        # Counters before notification rows (the lock order), for everyone told here at once.
+        await service.lock_inboxes([person.id for person in people] + ([event.organizer_id] if tell else []))
         # The earlier confirmation now shows the booking as cancelled.
         confirmations = list(
             await session.scalars(
@@ -92,7 +103,7 @@ async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) 
                 .where(Notification.id == confirmation.id)
                 .values(data={**confirmation.data, "booking_status": "cancelled"})
             )
-        await NotificationService(session).notify_many(
+        await service.notify_many(
             [
                 NewNotification(
                     user_id=person.id,
@@ -112,6 +123,8 @@ async def send_booking_cancelled(booking_id: int, outbox_id: int | None = None) 
                 for person in people
             ]
         )
+        if tell:
+            await tell_organizer(service, event, booking, "cancelled")
         await session.commit()
 
 

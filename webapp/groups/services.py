@@ -114,6 +114,7 @@ class GroupService:
             )
             if answered.rowcount == 1:  # type: ignore[attr-defined]
                 await self.session.refresh(invitation)
+                enqueue_after_commit(self.session, "send_invitation_answered", invitation_id=invitation.id)
                 return invitation
             await self.session.refresh(invitation)  # the winner's answer, for the message
         raise Conflict(f"This invitation was already {invitation.status}.", code="invitation_answered")

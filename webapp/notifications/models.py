@@ -18,6 +18,10 @@ NotificationType = Literal[
     "payment_failed",
     "review_request",
     "general",
+    # For organizers and group owners (beyond the nine of the brief):
+    "event_bookings",
+    "review_received",
+    "invitation_answered",
 ]
 NOTIFICATION_TYPES: tuple[str, ...] = get_args(NotificationType)
 TITLE_MAX = 200  # the column's length

@@ -21,6 +21,9 @@ TYPE_LABELS = {
     "payment_failed": "Payment failed",
     "review_request": "Review request",
     "general": "Announcement",
+    "event_bookings": "Bookings on your event",
+    "review_received": "New review",
+    "invitation_answered": "Invitation answered",
 }
 
 

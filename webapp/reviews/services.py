@@ -11,6 +11,7 @@ from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from webapp.events.models import Event
+from webapp.notifications.services import NewNotification, NotificationService
 from webapp.reviews.models import Review
 
 MAX_COMMENT_LENGTH = 2000
@@ -40,6 +41,21 @@ class ReviewService:
         except IntegrityError:
             raise Conflict("You have already reviewed this event.", code="already_reviewed") from None
         await self.session.refresh(review, ["user"])
+        if event.organizer_id != user.id:
+            await NotificationService(self.session).notify(
+                NewNotification(
+                    user_id=event.organizer_id,
+                    type="review_received",
+                    title=f"{user.name} reviewed {event.title}: {rating} of 5",
+                    body=review.comment,
+                    url=f"/events/{event.id}#reviews",
+                    data={"event_id": event.id, "review_id": review.id, "rating": rating},
+                    actor_id=user.id,
+                    subject_kind="event",
+                    subject_id=event.id,
+                    dedupe_key=f"review_received:{review.id}",
+                )
+            )
         return review
 
     async def check_can_review(self, user: User, event: Event) -> None:
