@@ -7,12 +7,19 @@ from dramatiq import Worker
 from dramatiq.asyncio import get_event_loop_thread
 
 from jobs import runtime, scheduler
+from webapp.bookings.payment_gateway import PaymentGateway
 from webapp.settings import Settings
 
 
 class EmbeddedJobs:
-    def __init__(self, settings: Settings, session_factory: object, run_scheduler: bool = True) -> None:
-        runtime.configure(settings)
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: object,
+        run_scheduler: bool = True,
+        payment_gateway: PaymentGateway | None = None,
+    ) -> None:
+        runtime.configure(settings, payment_gateway)
         self.worker = Worker(dramatiq.get_broker(), worker_threads=settings.embedded_worker_threads, worker_timeout=100)
         self.session_factory = session_factory
         self.run_scheduler = run_scheduler

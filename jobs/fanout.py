@@ -15,15 +15,19 @@ from datetime import datetime
 from typing import Any
 
 import dramatiq
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from jobs import runtime
 from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
+from webapp.bookings.payment_models import Payment
+from webapp.bookings.services import EVENT_CANCELLED
 from webapp.events.models import Event, EventChange
+from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.outbox.services import enqueue_after_commit
+from webapp.rendering import money
 from webapp.settings import get_settings
 from webapp.timeutil import format_in_zone
 
@@ -32,10 +36,21 @@ CHUNK_SIZE = max(500, get_settings().jobs_fanout_chunk_size)
 
 
 async def confirmed_attendees(session: Any, event_id: int) -> list[int]:
+    return await _attendees(session, event_id, Booking.status == "confirmed")
+
+
+async def attendees_of_cancelled_event(session: Any, event_id: int) -> list[int]:
+    """Everyone who held a seat, paid for or held for payment, when the event was cancelled."""
+    return await _attendees(
+        session, event_id, or_(Booking.status == "confirmed", Booking.cancel_reason == EVENT_CANCELLED)
+    )
+
+
+async def _attendees(session: Any, event_id: int, holding: Any) -> list[int]:
     statement = (
         select(BookingAttendee.user_id)
         .join(Booking, Booking.id == BookingAttendee.booking_id)
-        .where(Booking.event_id == event_id, Booking.status == "confirmed")
+        .where(Booking.event_id == event_id, holding)
         .distinct()
         .order_by(BookingAttendee.user_id)
     )
@@ -64,7 +79,10 @@ async def fan_out_event_change(
     event_id: int, version: int, kind: str, changes: dict[str, Any] | None = None, outbox_id: int | None = None
 ) -> None:
     async with runtime.session(outbox_id) as session:
-        recipients = await confirmed_attendees(session, event_id)
+        if kind == "cancelled":
+            recipients = await attendees_of_cancelled_event(session, event_id)
+        else:
+            recipients = await confirmed_attendees(session, event_id)
         send_chunks(
             session,
             notify_event_change,
@@ -124,12 +142,14 @@ async def _tell_cancellation(session: Any, event_id: int, version: int, user_ids
         return
     service = NotificationService(session)
     users = await _users(session, user_ids)
+    money_told = await _what_became_of_the_money(session, event_id, user_ids)
     items = [
         NewNotification(
             user_id=user.id,
             type="event_cancelled",
             title=f"Cancelled: {event.title}",
-            body=f"It was to start {format_in_zone(event.starts_at, user.timezone)} at {event.venue}.",
+            body=f"It was to start {format_in_zone(event.starts_at, user.timezone)} at {event.venue}."
+            + money_told.get(user.id, ""),
             url=f"/events/{event.id}",
             data={"event_id": event.id, "version": version},
             subject_kind="event",
@@ -142,7 +162,47 @@ async def _tell_cancellation(session: Any, event_id: int, version: int, user_ids
     stale = await service.unread_about("event", event.id, ("event_reminder", "event_updated"), user_ids)
     await service.lock_inboxes([user.id for user in users])
     await service.mark_obsolete(stale)
+    await _show_confirmations_cancelled(session, event.id, user_ids)
     await service.notify_many(items)
+
+
+async def _show_confirmations_cancelled(session: Any, event_id: int, user_ids: Sequence[int]) -> None:
+    """The bookings went with the event: their confirmations now show them cancelled, as a
+    booker's own cancellation does (jobs.bookings.send_booking_cancelled)."""
+    confirmations = await session.scalars(
+        select(Notification).where(
+            Notification.user_id.in_(user_ids),
+            Notification.type == "booking_confirmed",
+            Notification.subject_kind == "booking",
+            Notification.subject_id.in_(
+                select(Booking.id).where(Booking.event_id == event_id, Booking.cancel_reason == EVENT_CANCELLED)
+            ),
+        )
+    )
+    for confirmation in confirmations:
+        confirmation.data = {**confirmation.data, "booking_status": "cancelled"}
+
+
+async def _what_became_of_the_money(session: Any, event_id: int, user_ids: Sequence[int]) -> dict[int, str]:
+    """For each booker among these recipients, a sentence on their money: refunded to their card,
+    or never charged. Members a group booking held a seat for paid nothing; free seats cost nothing."""
+    bookings = (
+        select(Booking.user_id, Booking.amount_cents, Booking.currency, Booking.refund_status, Payment.card_last4)
+        .outerjoin(Payment, (Payment.booking_id == Booking.id) & (Payment.status == "succeeded"))
+        .where(
+            Booking.event_id == event_id,
+            Booking.cancel_reason == EVENT_CANCELLED,
+            Booking.amount_cents > 0,
+            Booking.user_id.in_(user_ids),
+        )
+    )
+    told = {}
+    for user_id, amount, currency, refund_status, card_last4 in await session.execute(bookings):
+        if refund_status is not None and card_last4:
+            told[user_id] = f" Your {money(amount, currency)} is being refunded to the card ending {card_last4}."
+        elif refund_status is None:
+            told.setdefault(user_id, " Nothing was charged.")
+    return told
 
 
 async def _tell_updates(

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from webapp.bookings.payment_gateway import PaymentGateway, TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
 from webapp.outbox import services as outbox
 from webapp.realtime.doorbell import RedisDoorbell, current_doorbell, set_doorbell
@@ -20,12 +21,23 @@ from webapp.settings import Settings, get_settings
 
 _engines: dict[asyncio.AbstractEventLoop, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]] = {}
 _settings: Settings | None = None
+_payment_gateway: PaymentGateway | None = None
 
 
-def configure(settings: Settings) -> None:
-    """Embedded mode: jobs use the web app's settings rather than reading the environment."""
-    global _settings
+def configure(settings: Settings, payment_gateway: PaymentGateway | None = None) -> None:
+    """Embedded mode: jobs use the web app's settings (and its payment gateway) rather than
+    reading the environment."""
+    global _settings, _payment_gateway
     _settings = settings
+    _payment_gateway = payment_gateway
+
+
+def payment_gateway() -> PaymentGateway:
+    """The gateway refunds go through: the web app's in embedded mode, else this process's own."""
+    global _payment_gateway
+    if _payment_gateway is None:
+        _payment_gateway = TestPaymentGateway()
+    return _payment_gateway
 
 
 def settings() -> Settings:

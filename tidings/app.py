@@ -182,7 +182,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         import jobs  # noqa: F401
         from jobs.embedded import EmbeddedJobs
 
-        embedded = None if settings.redis_url else EmbeddedJobs(settings, app.state.sessionmaker)
+        embedded = None if settings.redis_url else EmbeddedJobs(
+            settings, app.state.sessionmaker, payment_gateway=app.state.payment_gateway
+        )
         if embedded:
             embedded.start()
         try:

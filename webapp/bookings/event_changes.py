@@ -1,6 +1,7 @@
 """An organizer's edit or cancellation of an event. Each bumps the event's version, keeps the
-reminders of its confirmed bookings true to it in the same transaction, and queues the fan-out
-job that tells the attendees. It reaches the bookings, so it lives with them, above the events."""
+reminders of its confirmed bookings true to it in the same transaction (a cancellation cancels
+the bookings too, owing the paid ones a refund), and queues the fan-out job that tells the
+attendees. It reaches the bookings, so it lives with them, above the events."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.reminders import ReminderSchedule
+from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict
 from webapp.events.models import Event, EventChange
@@ -64,6 +66,9 @@ class EventChangeService:
         event.status = "cancelled"
         event.cancelled_at = utcnow()
         event.version += 1
+        # Its bookings end with it (the event row is locked: first in the lock order), and the
+        # paid ones are refunded by a job, outside any transaction.
+        await BookingService(self.session).cancel_for_event(event, event.cancelled_at)
         await ReminderSchedule(self.session).cancel_for_event(event.id)
         enqueue_after_commit(
             self.session, "fan_out_event_change", event_id=event.id, version=event.version, kind="cancelled"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.auth.models import User
@@ -13,7 +13,16 @@ from webapp.events.models import Event
 class Booking(Base):
     __tablename__ = "bookings"
     # The scheduler looks for pending bookings whose payment hold has run out.
-    __table_args__ = (Index("ix_bookings_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_bookings_status_created", "status", "created_at"),
+        # The refunds a cancelled event still owes.
+        Index(
+            "ix_bookings_event_refund_pending",
+            "event_id",
+            postgresql_where=text("refund_status = 'pending'"),
+            sqlite_where=text("refund_status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
@@ -24,8 +33,11 @@ class Booking(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     failure_reason: Mapped[str | None] = mapped_column(String(200), default=None)
-    # Why a booking was cancelled when nobody chose to: "payment_not_completed" (the hold ran out).
+    # Why a booking was cancelled when nobody chose to: "payment_not_completed" (the hold ran
+    # out), "event_cancelled" (the organizer cancelled the event).
     cancel_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The money of a cancelled paid booking: "pending" until the gateway refunded it, "refunded".
+    refund_status: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,7 +1,8 @@
 """The payment gateway interface, and the test gateway Tidings ships with.
 
-A real provider implements `PaymentGateway.charge`; nothing else in Tidings needs to change.
-"""
+A real provider implements `PaymentGateway.charge` and `refund`; nothing else in Tidings needs
+to change. A refund carries an idempotency key (providers' refund APIs take one): asked twice
+with the same key, the provider refunds once and answers the same."""
 
 from __future__ import annotations
 
@@ -18,8 +19,27 @@ class ChargeResult:
     failure_message: str | None = None
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    succeeded: bool
+    refund_reference: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRefund:
+    reference: str  # the charge refunded
+    amount_cents: int
+    currency: str
+    refund_reference: str
+
+
 class PaymentGateway(Protocol):
     async def charge(self, *, amount_cents: int, currency: str, card_number: str, description: str) -> ChargeResult: ...
+
+    async def refund(
+        self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> RefundResult: ...
 
 
 def normalize_card_number(card_number: str) -> str:
@@ -46,6 +66,10 @@ class TestPaymentGateway:
 
     __test__ = False  # not a pytest test class
 
+    def __init__(self) -> None:
+        # Every refund made, by idempotency key (what a provider's dashboard would list).
+        self.refunds: dict[str, RecordedRefund] = {}
+
     OUTCOMES = {
         "4242424242424242": ChargeResult(succeeded=True),
         "4000000000000002": ChargeResult(
@@ -68,3 +92,12 @@ class TestPaymentGateway:
         if outcome.succeeded:
             return ChargeResult(succeeded=True, reference=f"test_{secrets.token_hex(8)}")
         return outcome
+
+    async def refund(self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str) -> RefundResult:
+        if not reference.startswith("test_"):
+            return RefundResult(False, failure_message="No such charge.")
+        if idempotency_key not in self.refunds:
+            self.refunds[idempotency_key] = RecordedRefund(
+                reference, amount_cents, currency, refund_reference=f"test_re_{secrets.token_hex(8)}"
+            )
+        return RefundResult(True, refund_reference=self.refunds[idempotency_key].refund_reference)

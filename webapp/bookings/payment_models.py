@@ -27,4 +27,6 @@ class Payment(Base):
     provider_reference: Mapped[str | None] = mapped_column(String(64), default=None)
     failure_code: Mapped[str | None] = mapped_column(String(32), default=None)
     failure_message: Mapped[str | None] = mapped_column(String(200), default=None)
+    refund_reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -25,7 +25,7 @@ from webapp.bookings.payment_gateway import (
 )
 from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
 from webapp.bookings.reminders import ReminderSchedule
-from webapp.bookings.services import HOLD_EXPIRED, BookingService
+from webapp.bookings.services import EVENT_CANCELLED, HOLD_EXPIRED, BookingService
 from webapp.db import utcnow
 from webapp.errors import Conflict, NotFound, ValidationFailed
 from webapp.events.models import Event
@@ -54,6 +54,8 @@ class PaymentService:
                 "Book again if seats are left.",
                 code="hold_expired",
             )
+        if booking.cancel_reason == EVENT_CANCELLED:
+            raise Conflict("This event was cancelled; nothing was charged.", code="event_not_bookable")
         if booking.status != "pending":
             raise Conflict(f"This booking is {booking.status}; there is nothing to pay.", code="booking_not_pending")
         if booking.event.status != "scheduled" or booking.event.starts_at <= utcnow():
@@ -127,8 +129,11 @@ class PaymentService:
         )
         await self.session.refresh(booking)
         if confirmed.rowcount != 1:  # type: ignore[attr-defined]
-            # Cancelled while the gateway worked: the charge is recorded (for a refund) and the
-            # booking stays as it is; the caller sees it is not confirmed.
+            # Cancelled while the gateway worked (by the booker, or with its event): the card was
+            # charged for nothing, so the money goes back; the caller sees it is not confirmed.
+            booking.refund_status = "pending"
+            enqueue_after_commit(self.session, "refund_booking", booking_id=booking.id)
+            await self.session.flush()
             return booking
         await ReminderSchedule(self.session).schedule_for_booking(booking, event, utcnow())
         enqueue_after_commit(self.session, "send_booking_confirmation", booking_id=booking.id)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import msgspec
 
@@ -37,6 +37,11 @@ class BookingJson(TypedDict):
     created_at: Timestamp
     confirmed_at: Timestamp | None
     cancelled_at: Timestamp | None
+    # Why it was cancelled when the booker did not choose to: `payment_not_completed` (the hold
+    # ran out) or `event_cancelled`.
+    cancel_reason: str | None
+    # A cancelled paid booking's money: `pending` until the gateway refunded it, then `refunded`.
+    refund_status: Literal["pending", "refunded"] | None
     event: BookedEvent
 
 
@@ -68,6 +73,8 @@ def booking_json(booking: Booking) -> BookingJson:
         "created_at": booking.created_at.isoformat(),
         "confirmed_at": booking.confirmed_at.isoformat() if booking.confirmed_at else None,
         "cancelled_at": booking.cancelled_at.isoformat() if booking.cancelled_at else None,
+        "cancel_reason": booking.cancel_reason,
+        "refund_status": booking.refund_status,  # type: ignore[typeddict-item]
         "event": {
             "id": booking.event.id,
             "title": booking.event.title,

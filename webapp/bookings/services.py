@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, delete, exists, or_, select, update
+from sqlalchemy import Select, and_, case, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,9 @@ from webapp.pagination import DEFAULT_PAGE_SIZE, Cursor, check_limit, decode_cur
 MAX_SEATS_PER_BOOKING = 20
 ACTIVE_STATUSES = ("pending", "confirmed")
 HOLD_EXPIRED = "payment_not_completed"  # Booking.cancel_reason of a released hold
+EVENT_CANCELLED = "event_cancelled"  # Booking.cancel_reason when the organizer cancelled the event
+# Cancelling a booking that was paid for owes the money back (set on the old row's values).
+OWES_REFUND = case((and_(Booking.status == "confirmed", Booking.amount_cents > 0), "pending"), else_=None)
 RELEASE_BATCH = 100
 MAX_REQUEST_KEY_LENGTH = 200
 REQUEST_KEY_LIFETIME = timedelta(hours=24)
@@ -167,11 +170,15 @@ class BookingService:
         result = await self.session.execute(
             update(Booking)
             .where(Booking.id == booking.id, Booking.status.in_(ACTIVE_STATUSES))
-            .values(status="cancelled", cancelled_at=utcnow())
+            .values(status="cancelled", cancelled_at=utcnow(), refund_status=OWES_REFUND)
+            .returning(Booking.refund_status)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        owed = result.one_or_none()
+        if owed is None:
             raise Conflict("The booking is already cancelled.", code="booking_cancelled")
+        if owed.refund_status == "pending":
+            enqueue_after_commit(self.session, "refund_booking", booking_id=booking.id)
         await self.session.execute(
             update(Event)
             .where(Event.id == booking.event_id)
@@ -183,6 +190,22 @@ class BookingService:
         await self.session.refresh(booking)
         await self.session.refresh(booking.event)
         return booking
+
+    async def cancel_for_event(self, event: Event, now: datetime) -> int:
+        """The organizer cancelled `event` (the caller holds its row lock): every booking of it
+        is cancelled too, and those paid for owe their money back (the `refund_event_bookings`
+        job pays it). Returns how many refunds are owed."""
+        owed = await self.session.scalars(
+            update(Booking)
+            .where(Booking.event_id == event.id, Booking.status.in_(ACTIVE_STATUSES))
+            .values(status="cancelled", cancelled_at=now, cancel_reason=EVENT_CANCELLED, refund_status=OWES_REFUND)
+            .returning(Booking.refund_status)
+            .execution_options(synchronize_session=False)
+        )
+        refunds = sum(1 for status in owed if status == "pending")
+        if refunds:
+            enqueue_after_commit(self.session, "refund_event_bookings", event_id=event.id)
+        return refunds
 
     async def release_unpaid(self, created_before: datetime, now: datetime) -> list[int]:
         """Cancels pending bookings made before `created_before` (their payment hold ran out) and
@@ -286,7 +309,11 @@ class BookingService:
             raise NotFound("No such event.")
         statement = (
             select(Booking)
-            .where(Booking.event_id == event_id, Booking.status.in_(ACTIVE_STATUSES))
+            .where(
+                Booking.event_id == event_id,
+                # A cancelled event still shows who held seats, and what became of their money.
+                or_(Booking.status.in_(ACTIVE_STATUSES), Booking.cancel_reason == EVENT_CANCELLED),
+            )
             .order_by(Booking.created_at)
         )
         return list(await self.session.scalars(statement))

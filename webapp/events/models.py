@@ -45,6 +45,14 @@ class Event(Base):
     def seats_left(self) -> int:
         return self.capacity - self.seats_booked
 
+    @property
+    def has_started(self) -> bool:
+        return self.starts_at <= utcnow()
+
+    @property
+    def has_ended(self) -> bool:
+        return self.ends_at <= utcnow()
+
 
 class EventChange(Base):
     """What attendees are told about one edit of an event (its version): old → new per field.

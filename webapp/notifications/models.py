@@ -18,10 +18,11 @@ NotificationType = Literal[
     "payment_failed",
     "review_request",
     "general",
-    # For organizers and group owners (beyond the nine of the brief):
+    # Beyond the nine of the brief: for organizers, group owners, and refunds.
     "event_bookings",
     "review_received",
     "invitation_answered",
+    "payment_refunded",
 ]
 NOTIFICATION_TYPES: tuple[str, ...] = get_args(NotificationType)
 TITLE_MAX = 200  # the column's length

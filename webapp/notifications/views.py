@@ -24,6 +24,7 @@ TYPE_LABELS = {
     "event_bookings": "Bookings on your event",
     "review_received": "New review",
     "invitation_answered": "Invitation answered",
+    "payment_refunded": "Refund",
 }
 
 
