@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(func=db_upgrade)
 
     commands.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(func=seed_demo)
-    commands.add_parser("scheduler", help="run the single scheduler (scaled mode)").set_defaults(func=run_scheduler)
+    commands.add_parser("scheduler", help="run the scheduler (scaled mode; several take turns)").set_defaults(
+        func=run_scheduler
+    )
 
     user_parser = commands.add_parser("create-user", help="create an account")
     user_parser.add_argument("email")
