@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run serve test install install-dev browser lint migrate seed clean
+.PHONY: run serve test install install-dev browser promtool lint migrate seed clean
 
 # uv is bootstrapped with pip into .tools/ when the machine does not have it.
 $(UV):
@@ -43,7 +43,24 @@ INTEROP_MODULES := tests/interop/node_modules/.package-lock.json
 $(INTEROP_MODULES): tests/interop/package-lock.json
 	npm ci --prefix tests/interop --no-audit --no-fund
 
-test: install-dev browser $(INTEROP_MODULES)
+# promtool checks the Prometheus config and the dashboard's queries (tests/observability/
+# test_deploy_files.py): the machine's own, or the one binary unpacked from Debian's prometheus
+# package into .tools/bin (nothing is installed, no service starts).
+PROMTOOL := .tools/bin/promtool
+promtool: $(PROMTOOL)
+$(PROMTOOL):
+	@mkdir -p .tools/bin
+	@if command -v promtool >/dev/null 2>&1; then \
+		ln -sf "$$(command -v promtool)" $@; \
+	else \
+		tmp=$$(mktemp -d) && cd $$tmp && \
+		{ apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool && \
+		cd - >/dev/null && mv $$tmp/usr/bin/promtool $@ && rm -rf $$tmp; \
+	fi
+	@$@ --version | head -n1
+
+test: install-dev browser promtool $(INTEROP_MODULES)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev

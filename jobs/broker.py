@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
+import time
+from types import FrameType
 from typing import Any
 
 import dramatiq
@@ -143,6 +147,38 @@ class JobMetrics(Middleware):
         log.error("no free port for the worker's metrics from %s on", settings.worker_metrics_port)
 
 
+class OneStopPerSignal(Middleware):
+    """A worker process of `dramatiq jobs` takes a SIGTERM that arrives twice at once as one stop.
+
+    A supervisor that signals the whole process group (`kill -TERM -PGID`, systemd's default)
+    reaches each worker process twice within milliseconds: directly, and forwarded by Dramatiq's
+    main process. Dramatiq reads a second SIGTERM as "kill now" and calls sys.exit from the signal
+    handler, which then waits forever for the worker threads it never stopped. So a repeat within
+    DUPLICATE_SECONDS of the first is ignored; a later one still means "kill now"."""
+
+    DUPLICATE_SECONDS = 1.0
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # Only in a `dramatiq jobs` worker process (Redis), never in a web process's embedded
+        # worker, and only where signal handlers can be set.
+        if not get_settings().redis_url or threading.current_thread() is not threading.main_thread():
+            return
+        dramatiq_handler = signal.getsignal(signal.SIGTERM)
+        if not callable(dramatiq_handler):
+            return
+        first: float | None = None
+
+        def once(signum: int, frame: FrameType | None) -> None:
+            nonlocal first
+            now = time.monotonic()
+            if first is not None and now - first < self.DUPLICATE_SECONDS:
+                return  # the same stop, heard from the group and from the main process
+            first = first if first is not None else now
+            dramatiq_handler(signum, frame)
+
+        signal.signal(signal.SIGTERM, once)
+
+
 class JobLogContext(Middleware):
     """Every line a job logs carries its message id (webapp.logs). The id is set in the worker
     thread before the actor runs; an async actor's task copies that context when it is started."""
@@ -178,6 +214,7 @@ def _middleware() -> list[Middleware]:
         AsyncIO(),
         DeadLetterLog(),
         JobLogContext(),
+        OneStopPerSignal(),
     ]
 
 

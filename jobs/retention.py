@@ -15,10 +15,7 @@ Rows another transaction holds are skipped (SKIP LOCKED on PostgreSQL), never wa
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,35 +23,12 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from webapp.bookings.reminder_models import Reminder
 from webapp.notifications.models import Notification
+from webapp.settings import get_settings
 
-
-class Policy(NamedTuple):
-    reminders_age: timedelta
-    notifications_age: timedelta
-    batch_size: int
-
-
-def policy_from_env(env: Mapping[str, str] = os.environ) -> Policy:
-    def positive(name: str, default: str) -> float:
-        try:
-            value = float(env.get(name, "") or default)
-        except ValueError:
-            raise ValueError(f"{name} must be a number") from None
-        if value <= 0:
-            raise ValueError(f"{name} must be positive")
-        return value
-
-    batch = positive("RETENTION_BATCH_SIZE", "1000")
-    if batch != int(batch):
-        raise ValueError("RETENTION_BATCH_SIZE must be a whole number")
-    return Policy(
-        reminders_age=timedelta(days=positive("RETENTION_REMINDERS_DAYS", "30")),
-        notifications_age=timedelta(days=positive("RETENTION_NOTIFICATIONS_DAYS", "30")),
-        batch_size=int(batch),
-    )
-
-
-REMINDERS_AGE, NOTIFICATIONS_AGE, BATCH_SIZE = policy_from_env()
+_config = get_settings()  # jobs.broker, imported first, has already refused a bad one
+REMINDERS_AGE = timedelta(days=_config.retention_reminders_days)
+NOTIFICATIONS_AGE = timedelta(days=_config.retention_notifications_days)
+BATCH_SIZE = _config.retention_batch_size
 
 
 async def purge_sent_reminders(session: AsyncSession, now: datetime) -> int:

@@ -1,31 +1,39 @@
-"""The scheduler: exactly one per deployment (`tidings scheduler`; inside the web process in
+"""The scheduler: one per deployment is enough (`tidings scheduler`; inside the web process in
 embedded mode). Every tick it claims due reminders and review requests, writing their jobs as
 outbox rows in the claim's own transaction (a send that fails is retried, never lost), releases
 the seats of bookings left unpaid past their payment hold, hands over again the outbox rows whose
 job has not completed, and purges old rows (completed outbox rows here, sent reminders and expired
-notifications in jobs/retention.py). Each step is its own transaction, committed here. Claims are
-atomic, so even two schedulers running at once send each reminder once.
+notifications in jobs/retention.py). Each step is its own transaction, committed here, and its
+hand-overs to the queue are recorded before the next step.
+
+More schedulers are safe: a tick runs only in its turn (jobs/tick_turn.py), so two of them never
+tick at once and none does work another has done. Each tick counts itself, its duration and what
+it relayed (webapp.metrics); `tidings scheduler` serves those on SCHEDULER_METRICS_PORT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import start_http_server
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from jobs import retention, runtime
 from jobs.fanout import fan_out_review_requests
 from jobs.reminders import send_event_reminder
+from jobs.tick_turn import tick_turn
+from webapp import metrics
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
-from webapp.outbox.services import enqueue_after_commit, purge_completed, redeliver_unfinished
+from webapp.outbox.services import enqueue_after_commit, handed_over, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
 from webapp.settings import get_settings
 
@@ -43,6 +51,9 @@ OUTBOX_REDELIVER = timedelta(seconds=_config.outbox_redeliver_seconds)
 # Each further hand-over waits twice as long: 8 attempts span about 2 hours of worker outage.
 OUTBOX_MAX_ATTEMPTS = _config.outbox_max_attempts
 OUTBOX_RETENTION = timedelta(days=_config.outbox_retention_days)
+# A tick waits this long for another scheduler's tick to end, then skips (a tick normally takes
+# well under a second; one that takes this long is worth a look, not a queue of waiting ticks).
+TURN_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class TickResult:
     purged_reminders: int = 0
     purged_notifications: int = 0
     released: int = 0
+    skipped: bool = False  # another scheduler kept the turn
 
 
 async def claim_review_requests(session: AsyncSession, now: datetime) -> list[int]:
@@ -71,29 +83,71 @@ async def claim_review_requests(session: AsyncSession, now: datetime) -> list[in
     return ids
 
 
-async def tick(session_factory: object, now: datetime | None = None) -> TickResult:
-    """One pass, one transaction per step. `now` is injectable so tests can move time instead of
-    sleeping."""
-    now = now or utcnow()
+async def tick(
+    session_factory: object, now: datetime | None = None, turn_wait_seconds: float = TURN_WAIT_SECONDS
+) -> TickResult:
+    """One pass in this scheduler's turn, one transaction per step. `now` is injectable so tests
+    can move time instead of sleeping."""
+    try:
+        async with tick_turn(_engine_of(session_factory), turn_wait_seconds) as mine:
+            if not mine:
+                log.warning("another scheduler kept its turn for %.0f s; this tick is skipped", turn_wait_seconds)
+                metrics.SCHEDULER_TICKS.labels("skipped").inc()
+                return TickResult(0, 0, 0, skipped=True)
+            started = time.monotonic()
+            result = await _tick(session_factory, now or utcnow())
+    except Exception:
+        metrics.SCHEDULER_TICKS.labels("failed").inc()
+        raise
+    metrics.SCHEDULER_TICK_SECONDS.observe(time.monotonic() - started)
+    metrics.SCHEDULER_TICKS.labels("completed").inc()
+    for kind, count in (
+        ("reminder", result.reminders),
+        ("review_fanout", result.review_events),
+        ("released_booking", result.released),
+        ("outbox_redelivery", result.outbox),
+    ):
+        metrics.SCHEDULER_RELAYED.labels(kind).inc(count)
+    for table, count in (
+        ("outbox", result.purged_outbox),
+        ("reminders", result.purged_reminders),
+        ("notifications", result.purged_notifications),
+    ):
+        metrics.SCHEDULER_PURGED.labels(table).inc(count)
+    return result
+
+
+def _engine_of(session_factory: object) -> AsyncEngine:
+    bind = getattr(session_factory, "kw", {}).get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the scheduler needs a sessionmaker bound to an engine")
+    return bind
+
+
+async def _tick(session_factory: object, now: datetime) -> TickResult:
     async with session_factory() as session:  # type: ignore[operator]
         reminder_ids = await ReminderService(session).claim_due(now)
         for reminder_id in reminder_ids:
             enqueue_after_commit(session, send_event_reminder.actor_name, reminder_id=reminder_id)
         await session.commit()
+        await handed_over(session)
     async with session_factory() as session:  # type: ignore[operator]
         event_ids = await claim_review_requests(session, now)
         for event_id in event_ids:
             enqueue_after_commit(session, fan_out_review_requests.actor_name, event_id=event_id)
         await session.commit()
+        await handed_over(session)
     hold = timedelta(minutes=runtime.settings().payment_hold_minutes)
     async with session_factory() as session:  # type: ignore[operator]
         released = await BookingService(session).release_unpaid(now - hold, now)
         await BookingService(session).forget_request_keys(now)
         await session.commit()  # the notifications' outbox rows go out after this commit
+        await handed_over(session)
     async with session_factory() as session:  # type: ignore[operator]
         again = await redeliver_unfinished(session, now, OUTBOX_GRACE, OUTBOX_REDELIVER, OUTBOX_MAX_ATTEMPTS)
         purged_outbox = await purge_completed(session, now - OUTBOX_RETENTION)
         await session.commit()
+        await handed_over(session)  # recorded before the turn passes: nobody hands them over again
     # Retention: one bounded batch each, one transaction each, committed here.
     async with session_factory() as session:  # type: ignore[operator]
         purged_reminders = await retention.purge_sent_reminders(session, now)
@@ -167,11 +221,25 @@ def start(session_factory: object) -> AsyncIOScheduler:
     return scheduler
 
 
+def serve_metrics(port: int | None, host: str) -> None:
+    """`tidings scheduler` serves this process's metrics on SCHEDULER_METRICS_PORT, when set."""
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=host, registry=metrics.REGISTRY)
+    except OSError as exc:  # the schedule matters more than its numbers: say so and carry on
+        log.error("scheduler metrics: cannot listen on %s:%s (%s)", host, port, exc)
+        return
+    log.info("scheduler metrics on http://%s:%s/metrics", host, port)
+
+
 def run_forever() -> None:
-    """`tidings scheduler`: the scaled deployment's single scheduler process."""
+    """`tidings scheduler`: the scaled deployment's scheduler process."""
     from jobs import runtime
 
     async def main() -> None:
+        settings = runtime.settings()
+        serve_metrics(settings.scheduler_metrics_port, settings.host)
         scheduler = start(runtime.sessionmaker())
         log.info("scheduler running every %.0f s", INTERVAL_SECONDS)
         try:

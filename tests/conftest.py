@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,19 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app, base_url="http://127.0.0.1:8000") as client:
         client.follow_redirects = False  # tests look at redirects themselves
         yield client
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port bound but never listening, standing in for a database or a Redis that is down:
+    every connection to it is refused at once, and nothing else can start answering there while
+    the test runs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 @pytest.fixture

@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         "--fresh", action="store_true", help="empty the database first: the demo's times start from now again"
     )
     demo_parser.set_defaults(func=seed_demo)
-    commands.add_parser("scheduler", help="run the single scheduler (scaled mode)").set_defaults(func=run_scheduler)
+    commands.add_parser("scheduler", help="run the scheduler (scaled mode; several take turns)").set_defaults(
+        func=run_scheduler
+    )
 
     user_parser = commands.add_parser("create-user", help="create an account")
     user_parser.add_argument("email")

@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
+from webapp import metrics
 from webapp.settings import DatabaseTimeouts
 
 NAMING_CONVENTION = {
@@ -76,7 +78,14 @@ def create_engine(
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": timeouts.statement_seconds}, **kwargs)
         _configure_sqlite(engine, "BEGIN" if readers_only else "BEGIN IMMEDIATE", timeouts)
-        return engine
+    else:
+        engine = _postgresql_engine(database_url, timeouts, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _count_error)
+    _count_connect_failures(engine)
+    return engine
+
+
+def _postgresql_engine(database_url: str, timeouts: DatabaseTimeouts, **kwargs: Any) -> AsyncEngine:
     statement_ms = str(int(timeouts.statement_seconds * 1000))
     return create_async_engine(
         database_url,
@@ -91,6 +100,50 @@ def create_engine(
         },
         **kwargs,
     )
+
+
+def error_kind(exc: BaseException) -> str:
+    """The bounded label a database error is counted under (metrics.DATABASE_ERROR_KINDS)."""
+    if is_retryable(exc):
+        return "conflict"
+    if is_unavailable(exc):
+        return "unavailable"
+    if isinstance(exc, IntegrityError):
+        return "integrity"
+    if isinstance(exc, DataError):
+        return "data"
+    return "other"
+
+
+def _count_error(context: ExceptionContext) -> None:
+    """Every error the engine sees, counted by kind. A task cancelled mid-query (a client that
+    left) is no database error."""
+    if not isinstance(context.original_exception, Exception):  # CancelledError, KeyboardInterrupt
+        return
+    if context.is_disconnect and context.sqlalchemy_exception is None:
+        kind = "unavailable"
+    else:
+        kind = error_kind(context.sqlalchemy_exception or context.original_exception)
+    metrics.DATABASE_ERRORS.labels(kind).inc()
+
+
+def _count_connect_failures(engine: AsyncEngine) -> None:
+    """A connection refused or timed out while connecting reaches the caller as the driver's own
+    OSError or TimeoutError, which never passes `handle_error`: counted here, as unavailable.
+    (Errors the driver reports as its database errors do pass `handle_error`, and are counted
+    there only.)"""
+    dialect = engine.sync_engine.dialect
+    connect = dialect.connect
+
+    def counted_connect(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return connect(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, dialect.loaded_dbapi.Error):
+                metrics.DATABASE_ERRORS.labels("unavailable").inc()
+            raise
+
+    dialect.connect = counted_connect  # type: ignore[method-assign]
 
 
 def _configure_sqlite(engine: AsyncEngine, begin: str, timeouts: DatabaseTimeouts) -> None:

@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 # The `_created` timestamp series double every counter's output and no query here uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -28,6 +30,10 @@ TRANSPORTS = ("sse_html", "sse_json", "cable")
 
 def _counter(name: str, documentation: str, *labels: str) -> Counter:
     return Counter(name, documentation, labels, registry=REGISTRY)
+
+
+def _histogram(name: str, documentation: str, buckets: tuple[float, ...]) -> Histogram:
+    return Histogram(name, documentation, buckets=buckets, registry=REGISTRY)
 
 
 CONNECTIONS_OPEN = Gauge(
@@ -76,11 +82,10 @@ LIVE_RECIPIENTS = _counter(
     "Notifications whose recipient had a running stream in this process when their doorbell ring "
     "arrived: the denominator of the delivery success rate",
 )
-DELIVERY_SECONDS = Histogram(
+DELIVERY_SECONDS = _histogram(
     "tidings_notification_delivery_seconds",
     "From a notification's creation in its committing transaction to its first live write",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
-    registry=REGISTRY,
+    (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 DOORBELL_PUBLISHED = _counter("tidings_doorbell_published", "Doorbell messages rung by this process")
 DOORBELL_RECEIVED = _counter("tidings_doorbell_received", "Doorbell messages this process's hub received")
@@ -94,6 +99,51 @@ UNHANDLED_EXCEPTIONS = _counter("tidings_unhandled_exceptions", "Exceptions no h
 JOB_FAILURES = _counter("tidings_job_failures", "Job runs that raised", "actor")
 JOB_RETRIES = _counter("tidings_job_retries", "Job runs scheduled again after a failure", "actor")
 JOB_DEAD_LETTERS = _counter("tidings_job_dead_letters", "Jobs given up on (moved to the dead-letter queue)", "actor")
+REMINDER_LATENESS = _histogram(
+    "tidings_reminder_lateness_seconds",
+    "Event reminders: sent time minus due time, observed when the send commits",
+    (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+# Where a Redis call can fail: the doorbell's publish and its listening connection, the shared rate
+# limits, handing a job to the Redis broker, the readiness probe.
+REDIS_OPERATIONS = ("doorbell_publish", "doorbell_listen", "rate_limit", "job_enqueue", "readiness")
+REDIS_ERRORS = _counter(
+    "tidings_redis_errors",
+    "Redis calls that failed or timed out, by operation: " + ", ".join(REDIS_OPERATIONS),
+    "operation",
+)
+# unavailable: cannot connect, connection lost, timed out; conflict: deadlock or serialization
+# failure (the unit of work runs again); integrity and data: a constraint or a value refused.
+DATABASE_ERROR_KINDS = ("unavailable", "conflict", "integrity", "data", "other")
+DATABASE_ERRORS = _counter(
+    "tidings_database_errors",
+    "Database errors, by kind: " + ", ".join(DATABASE_ERROR_KINDS),
+    "kind",
+)
+SCHEDULER_OUTCOMES = ("completed", "failed", "skipped")
+SCHEDULER_TICKS = _counter(
+    "tidings_scheduler_ticks",
+    "Scheduler ticks, by outcome: completed, failed, skipped (another scheduler held the turn too long)",
+    "outcome",
+)
+SCHEDULER_TICK_SECONDS = _histogram(
+    "tidings_scheduler_tick_seconds",
+    "How long a scheduler tick took, its hand-overs to the job queue included",
+    (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SCHEDULER_RELAYED_KINDS = ("reminder", "review_fanout", "released_booking", "outbox_redelivery")
+SCHEDULER_RELAYED = _counter(
+    "tidings_scheduler_relayed",
+    "What scheduler ticks handed on, by kind: due reminders and review fan-outs claimed, unpaid "
+    "bookings released, unfinished outbox rows handed over again",
+    "kind",
+)
+SCHEDULER_PURGED_KINDS = ("outbox", "reminders", "notifications")
+SCHEDULER_PURGED = _counter(
+    "tidings_scheduler_purged",
+    "Rows the scheduler's retention deleted: completed outbox rows, sent reminders, expired notifications",
+    "table",
+)
 OUTBOX_OLDEST_PENDING = Gauge(
     "tidings_outbox_oldest_pending_seconds",
     "Age of the oldest outbox row whose job has not completed (0 when none), read at scrape time",
@@ -101,11 +151,20 @@ OUTBOX_OLDEST_PENDING = Gauge(
 )
 
 
-# Every transport shows from the start (0 open), so a dashboard never sees a missing series.
+# Every bounded label value shows from the start (at 0), so a dashboard never sees a missing series.
 for _transport in TRANSPORTS:
     CONNECTIONS_OPEN.labels(_transport)
     CONNECTIONS_OPENED.labels(_transport)
     RECONNECTS.labels(_transport)
+for _metric, _values in (
+    (REDIS_ERRORS, REDIS_OPERATIONS),
+    (DATABASE_ERRORS, DATABASE_ERROR_KINDS),
+    (SCHEDULER_TICKS, SCHEDULER_OUTCOMES),
+    (SCHEDULER_RELAYED, SCHEDULER_RELAYED_KINDS),
+    (SCHEDULER_PURGED, SCHEDULER_PURGED_KINDS),
+):
+    for _value in _values:
+        _metric.labels(_value)
 
 
 def status_class(status: int) -> str:
@@ -131,3 +190,20 @@ def observe_delivery(notification: Mapping[str, Any]) -> None:
             DELIVERY_SECONDS.observe(max(0.0, time.time() - datetime.fromisoformat(created).timestamp()))
         except ValueError:
             pass
+
+
+def observe_after_commit(session: Session, histogram: Histogram, value: float) -> None:
+    """Observes `value` once the session's transaction commits (what it measures then happened);
+    forgotten if it rolls back."""
+    session.info.setdefault("metrics_pending", []).append((histogram, value))
+
+
+@event.listens_for(Session, "after_commit")
+def _observe_committed(session: Session) -> None:
+    for histogram, value in session.info.pop("metrics_pending", ()):
+        histogram.observe(value)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop("metrics_pending", None)

@@ -10,6 +10,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from webapp import metrics
 from webapp.errors import RateLimited
 
 log = logging.getLogger("tidings.ratelimit")
@@ -109,6 +110,7 @@ class RedisCounter:
                     pipe.expire(redis_key, window_seconds)
                 replies = await pipe.execute()
         except RedisError as exc:
+            metrics.REDIS_ERRORS.labels("rate_limit").inc()
             log.warning("rate limit not recorded, Redis unavailable: %s", exc)
             return [0] * len(keys)
         return [int(count) for count in replies[::2]]
@@ -120,12 +122,14 @@ class RedisCounter:
                     pipe.eval(_DECREMENT_IF_POSITIVE, 1, self._key(key, window_seconds))
                 await pipe.execute()
         except RedisError as exc:
+            metrics.REDIS_ERRORS.labels("rate_limit").inc()
             log.warning("rate limit not released, Redis unavailable: %s", exc)
 
     async def peek(self, key: str, window_seconds: int) -> int:
         try:
             value = await self._redis.get(self._key(key, window_seconds))
         except RedisError as exc:
+            metrics.REDIS_ERRORS.labels("rate_limit").inc()
             log.warning("rate limit not checked, Redis unavailable: %s", exc)
             return 0
         return int(value or 0)

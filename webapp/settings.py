@@ -110,6 +110,9 @@ class Settings:
     # `dramatiq jobs` worker processes serve their metrics here (the next free port for each
     # further process); unset: no exporter. Embedded workers show theirs in the web /metrics.
     worker_metrics_port: int | None = None
+    # `tidings scheduler` serves its metrics here; unset: no exporter. The embedded scheduler's
+    # numbers are in the web /metrics.
+    scheduler_metrics_port: int | None = None
     # Log lines: "json" (one object per line; the production default) or "text".
     log_format: str = "text"
     # Jobs (jobs/): retries and their backoff, time limit, Redis broker upkeep, fan-out chunks,
@@ -128,6 +131,11 @@ class Settings:
     outbox_redeliver_seconds: float = 30.0
     outbox_max_attempts: int = 8
     outbox_retention_days: float = 7.0
+    # Retention (jobs/retention.py): sent reminders and expired notifications are purged this many
+    # days on, at most this many rows per table and tick.
+    retention_reminders_days: float = 30.0
+    retention_notifications_days: float = 30.0
+    retention_batch_size: int = 1000
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -260,6 +268,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         trusted_proxies=TrustedProxies.parse(env.get("TRUSTED_PROXIES", "")),
         metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
         worker_metrics_port=number("WORKER_METRICS_PORT", 1) if env.get("WORKER_METRICS_PORT") else None,
+        scheduler_metrics_port=number("SCHEDULER_METRICS_PORT", 1) if env.get("SCHEDULER_METRICS_PORT") else None,
         log_format=log_format,
         jobs_max_retries=number("JOBS_MAX_RETRIES", 8),
         jobs_min_backoff_ms=number("JOBS_MIN_BACKOFF_MS", 500),
@@ -276,6 +285,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         outbox_redeliver_seconds=number("OUTBOX_REDELIVER_SECONDS", 30.0, float),
         outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
         outbox_retention_days=number("OUTBOX_RETENTION_DAYS", 7.0, float),
+        retention_reminders_days=number("RETENTION_REMINDERS_DAYS", 30.0, float),
+        retention_notifications_days=number("RETENTION_NOTIFICATIONS_DAYS", 30.0, float),
+        retention_batch_size=number("RETENTION_BATCH_SIZE", 1000),
     )
 
 

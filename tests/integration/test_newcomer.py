@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _wait_until_answering(port: int, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"the server on port {port} did not answer within {within} s")
 
 
 def test_a_taken_port_is_one_clear_line_and_nothing_starts(tmp_path: Path) -> None:
@@ -105,7 +118,8 @@ def test_the_default_log_is_quiet_when_nothing_happens(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        time.sleep(6)  # several scheduler ticks with nothing to do
+        _wait_until_answering(port)
+        time.sleep(6)  # a dozen scheduler ticks with nothing to do
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

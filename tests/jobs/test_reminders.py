@@ -204,3 +204,34 @@ def test_time_left_reads_naturally():
     assert time_left(start, start - timedelta(minutes=1)) == "1 minute"
     assert time_left(start, start - timedelta(minutes=52)) == "52 minutes"
     assert time_left(start, start - timedelta(hours=24)) == "24 hours"
+
+
+def lateness_count_and_sum() -> tuple[float, float]:
+    from webapp import metrics
+
+    return (
+        metrics.REGISTRY.get_sample_value("tidings_reminder_lateness_seconds_count") or 0.0,
+        metrics.REGISTRY.get_sample_value("tidings_reminder_lateness_seconds_sum") or 0.0,
+    )
+
+
+async def test_a_sent_reminder_observes_its_lateness_once_committed(client, session):
+    event, *_ = await booked_event(client, starts_in_minutes=3 * 60)
+    start = datetime.fromisoformat(event["starts_at"])
+    due = start - timedelta(minutes=60)
+    claimed = await ReminderService(session).claim_due(due + timedelta(seconds=90))
+    await session.commit()
+    assert len(claimed) == 1
+    count, total = lateness_count_and_sum()
+    # Rolled back: nothing was sent, so nothing is observed.
+    assert await ReminderService(session).send(claimed[0], due + timedelta(seconds=90)) is not None
+    await session.rollback()
+    assert lateness_count_and_sum() == (count, total)
+    # Committed 90 s after its due time: one observation of 90 s.
+    assert await ReminderService(session).send(claimed[0], due + timedelta(seconds=90)) is not None
+    await session.commit()
+    assert lateness_count_and_sum() == (count + 1, total + 90)
+    # The 30-minute reminder, sent 20 minutes late.
+    assert await run_due(session, start - timedelta(minutes=10)) != []
+    after_second = lateness_count_and_sum()
+    assert after_second[0] == count + 2 and after_second[1] == total + 90 + 20 * 60

@@ -16,6 +16,7 @@ from webapp.bookings.reminder_models import Reminder
 from webapp.db import create_sessionmaker, utcnow
 from webapp.notifications.models import Notification, NotificationCounter
 from webapp.notifications.services import NewNotification, NotificationService
+from webapp.settings import SettingsError, get_settings, load_settings
 
 NOW = utcnow().replace(microsecond=0) + timedelta(days=400)  # the tick's injected "now"
 REMINDER_AGE = retention.REMINDERS_AGE
@@ -121,11 +122,18 @@ async def test_purge_goes_in_bounded_batches_one_per_tick_step(session, attendee
     assert (reminder_ids, notes, last_seq) == (set(), [], 5)
 
 
-async def test_retention_ages_and_batch_size_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("RETENTION_REMINDERS_DAYS", "7")
-    monkeypatch.setenv("RETENTION_NOTIFICATIONS_DAYS", "3")
-    monkeypatch.setenv("RETENTION_BATCH_SIZE", "50")
-    assert retention.policy_from_env() == (timedelta(days=7), timedelta(days=3), 50)
-    monkeypatch.setenv("RETENTION_BATCH_SIZE", "0")
-    with pytest.raises(ValueError, match="RETENTION_BATCH_SIZE"):
-        retention.policy_from_env()
+def test_retention_ages_and_batch_size_come_from_the_settings():
+    configured = load_settings(
+        {"RETENTION_REMINDERS_DAYS": "7", "RETENTION_NOTIFICATIONS_DAYS": "3", "RETENTION_BATCH_SIZE": "50"}
+    )
+    assert (
+        configured.retention_reminders_days,
+        configured.retention_notifications_days,
+        configured.retention_batch_size,
+    ) == (7, 3, 50)
+    settings = get_settings()
+    assert retention.REMINDERS_AGE == timedelta(days=settings.retention_reminders_days)
+    assert retention.NOTIFICATIONS_AGE == timedelta(days=settings.retention_notifications_days)
+    assert retention.BATCH_SIZE == settings.retention_batch_size
+    with pytest.raises(SettingsError, match="RETENTION_BATCH_SIZE"):
+        load_settings({"RETENTION_BATCH_SIZE": "0"})

@@ -1,9 +1,7 @@
-"""Fixtures of the observability tests: ports that refuse every connection, standing in for a
-database or a Redis that is down."""
+"""Fixtures of the observability tests: a server of their own, and readings of its /metrics."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -13,18 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import webapp.auth.services as auth_services
 from tests.services import LiveServer
-
-
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A port bound but never listening: every connection to it is refused at once, and nothing
-    else can start answering there while the test runs."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.observability.conftest import Scrape, scrape
+from tests.reliability.cable import CableClient
 from tests.reliability.conftest import Account, add_notifications, announce, register, register_admin
 from tests.reliability.sse import EventStream, open_stream
 from tidings.app import create_app
@@ -73,6 +74,25 @@ async def test_three_open_streams_read_three_and_a_resume_counts_a_reconnection(
         - before.value("tidings_stream_replayed_items_total", transport="sse_json")
         == 2
     )
+
+
+async def test_three_open_cable_connections_read_three_and_closing_one_reads_two(metrics_http, metrics_server) -> None:
+    user = await register(metrics_http)
+    before = await scrape(metrics_http)
+    assert before.value(OPEN, transport="cable") == 0  # this module's server: no other socket is open
+    cables = [await CableClient.open(metrics_server.url, user.token) for _ in range(3)]
+    try:
+        for cable in cables:
+            await cable.expect("welcome")
+        await eventually(metrics_http, lambda r: _equal(r.value(OPEN, transport="cable"), 3))
+        await cables.pop().close()
+        after = await eventually(metrics_http, lambda r: _equal(r.value(OPEN, transport="cable"), 2))
+        assert after.since(before, "tidings_connections_opened_total", transport="cable") == 3
+        assert after.since(before, "tidings_connections_closed_total", transport="cable", reason="client_left") == 1
+    finally:
+        for cable in cables:
+            await cable.close()
+    await eventually(metrics_http, lambda r: _equal(r.value(OPEN, transport="cable"), 0))
 
 
 def _equal(actual: float, expected: float) -> None:

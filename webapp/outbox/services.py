@@ -22,10 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from webapp import metrics
 from webapp.db import utcnow
 from webapp.outbox.models import OutboxMessage
 
@@ -67,6 +69,8 @@ def dispatch(rows: list[tuple[int, str, dict[str, Any]]], abandoned: threading.E
             _dispatcher(actor_name, {**payload, "outbox_id": outbox_id})
             sent.append(outbox_id)
         except Exception as exc:  # noqa: BLE001 - the scheduler retries whatever did not go out
+            if isinstance(exc, RedisError):  # the Redis broker's queue (embedded mode has none)
+                metrics.REDIS_ERRORS.labels("job_enqueue").inc()
             log.warning("could not enqueue outbox message %s (%s): %s", outbox_id, actor_name, exc)
     return sent
 
@@ -220,6 +224,16 @@ def _dispatch_after_commit(session: Session) -> None:
     task = asyncio.get_running_loop().create_task(_hand_over(session.info.get("engine"), rows))
     _handing_over.add(task)
     task.add_done_callback(_handing_over.discard)
+    session.info.setdefault("outbox_handovers", []).append(task)
+
+
+async def handed_over(session: AsyncSession) -> None:
+    """Waits until the rows the session's commits handed to the queue are recorded as handed over
+    (or found not sent): the scheduler holds its turn until then (jobs/tick_turn.py)."""
+    tasks: list[asyncio.Task[None]] = session.sync_session.info.pop("outbox_handovers", [])
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.warning("recording a hand-over failed (%s); the rows will be handed over again", outcome)
 
 
 async def hand_overs_finished() -> None:

@@ -259,6 +259,7 @@ class RedisDoorbell:
                 await pipe.execute()
             metrics.DOORBELL_PUBLISHED.inc(len(payloads))
         except RedisError as exc:
+            metrics.REDIS_ERRORS.labels("doorbell_publish").inc()
             # The rows are committed; streams will find them on their next check or reconnect.
             log.warning("doorbell publish failed (%s); streams will catch up from the database", exc)
 
@@ -296,6 +297,7 @@ class RedisDoorbell:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                metrics.REDIS_ERRORS.labels("doorbell_listen").inc()
                 self.connected.clear()
                 log.warning("doorbell connection lost (%s); retrying in %.1f s", exc, delay)
             finally:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp import metrics
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.bookings.reminder_models import Reminder
@@ -123,4 +124,6 @@ class ReminderService:
             )
         )
         reminder.sent_at = now
+        lateness = max(0.0, (now - reminder.due_at).total_seconds())
+        metrics.observe_after_commit(self.session.sync_session, metrics.REMINDER_LATENESS, lateness)
         return notification

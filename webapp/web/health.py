@@ -14,6 +14,8 @@ from typing import Any
 from litestar import Request, Response, get
 from sqlalchemy import text
 
+from webapp import metrics
+
 log = logging.getLogger("tidings.health")
 
 # A probe that takes longer than this is a failed probe: the orchestrator's own timeout is longer.
@@ -39,11 +41,15 @@ async def _check(name: str, probe: Any) -> str:
         await asyncio.wait_for(probe, READY_TIMEOUT_SECONDS)
     except TimeoutError:
         log.warning("readiness: %s did not answer within %s s", name, READY_TIMEOUT_SECONDS)
-        return "timeout"
+        result = "timeout"
     except Exception as exc:  # noqa: BLE001 - any failure of the dependency means not ready
         log.warning("readiness: %s failed: %s", name, type(exc).__name__)
-        return "unavailable"
-    return "ok"
+        result = "unavailable"
+    else:
+        return "ok"
+    if name == "redis":  # the database's errors are counted by the engine itself
+        metrics.REDIS_ERRORS.labels("readiness").inc()
+    return result
 
 
 @get("/health/ready", include_in_schema=False)
