@@ -32,6 +32,7 @@ from dramatiq.middleware import (
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError
 
+from jobs.ops import SampleWorker
 from webapp import logs, metrics
 from webapp.errors import ValidationFailed
 from webapp.settings import Settings, SettingsError, get_settings
@@ -178,6 +179,7 @@ def _middleware() -> list[Middleware]:
         AsyncIO(),
         DeadLetterLog(),
         JobLogContext(),
+        SampleWorker(),
     ]
 
 

@@ -25,6 +25,7 @@ from jobs.reminders import send_event_reminder
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
+from webapp.ops.sampling import OpsSampler
 from webapp.outbox.services import enqueue_after_commit, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
 from webapp.settings import get_settings
@@ -173,10 +174,14 @@ def run_forever() -> None:
 
     async def main() -> None:
         scheduler = start(runtime.sessionmaker())
+        # Its samples: notifications it creates (released payment holds) count here.
+        sampler = OpsSampler("scheduler", runtime.sessionmaker(), runtime.settings().ops_sample_seconds)
+        await sampler.start()
         log.info("scheduler running every %.0f s", INTERVAL_SECONDS)
         try:
             await asyncio.Event().wait()
         finally:
+            await sampler.stop()
             scheduler.shutdown(wait=False)
 
     asyncio.run(main())

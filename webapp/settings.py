@@ -128,6 +128,8 @@ class Settings:
     outbox_redeliver_seconds: float = 30.0
     outbox_max_attempts: int = 8
     outbox_retention_days: float = 7.0
+    # Every process records a sample of its counters and gauges for the operations page this often.
+    ops_sample_seconds: float = 10.0
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -276,6 +278,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         outbox_redeliver_seconds=number("OUTBOX_REDELIVER_SECONDS", 30.0, float),
         outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
         outbox_retention_days=number("OUTBOX_RETENTION_DAYS", 7.0, float),
+        ops_sample_seconds=number("OPS_SAMPLE_SECONDS", 10.0, float),
     )
 
 

@@ -29,6 +29,7 @@ JOB_SETTINGS = {
     "OUTBOX_REDELIVER_SECONDS": "outbox_redeliver_seconds",
     "OUTBOX_MAX_ATTEMPTS": "outbox_max_attempts",
     "OUTBOX_RETENTION_DAYS": "outbox_retention_days",
+    "OPS_SAMPLE_SECONDS": "ops_sample_seconds",  # workers record samples for the operations page too
 }
 
 
