@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from webapp.ops.figures import BUCKETS, Sample, aggregate, quantile, sparkline
+from webapp.ops.views import ops_view
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 10.0
@@ -190,3 +191,17 @@ def test_sparkline_of_a_flat_or_empty_series():
     lone = sparkline([None, 4, None], width=100, height=20)
     assert len(lone.segments) == 1  # a single known minute still shows (as a short dash)
     assert sparkline([None, None], width=100, height=20).segments == []
+
+
+def test_each_sparkline_says_in_words_what_it_draws():
+    samples = [sample("web-1", 60 * m + 30, **counters(created=100 + 10 * (5 - m) ** 2)) for m in range(5, -1, -1)]
+    figures = aggregate(samples, NOW, INTERVAL)
+    cards = {card.key: card for card in ops_view(figures, INTERVAL).cards}
+    # increments per minute: 10, 30, 50, 70, 90 (the first sample is the baseline)
+    assert cards["notifications"].value == "90"
+    assert cards["notifications"].line_text == (
+        "Notifications per minute, last 60 minutes per minute: min 10, max 90, now 90"
+    )
+    assert cards["delivery_rate"].line is None  # nobody had a live stream: nothing to draw
+    assert cards["delivery_rate"].value == "—"
+    assert cards["processes"].value == "1"

@@ -221,7 +221,7 @@ def aggregate(samples: Sequence[Sample], now: datetime, interval_seconds: float)
 @dataclass(frozen=True)
 class Sparkline:
     segments: list[str]  # SVG polyline points, one string per run of known values
-    low: float | None
+    low: float | None  # the smallest and largest known values
     high: float | None
     last: float | None  # the newest known value
 
@@ -232,8 +232,8 @@ def sparkline(values: Sequence[float | None], width: float = 120, height: float 
     known = [v for v in values if v is not None]
     if not known:
         return Sparkline([], None, None, None)
-    low, high = min(0.0, *known), max(known)
-    span = (high - low) or 1.0
+    floor, high = min(0.0, *known), max(known)
+    span = (high - floor) or 1.0
     step = (width - 2 * pad) / max(len(values) - 1, 1)
     segments: list[str] = []
     run: list[tuple[float, float]] = []
@@ -246,5 +246,5 @@ def sparkline(values: Sequence[float | None], width: float = 120, height: float 
                 segments.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in run))
             run = []
             continue
-        run.append((pad + i * step, height - pad - (value - low) / span * (height - 2 * pad)))
-    return Sparkline(segments, low, high, known[-1])
+        run.append((pad + i * step, height - pad - (value - floor) / span * (height - 2 * pad)))
+    return Sparkline(segments, min(known), high, known[-1])

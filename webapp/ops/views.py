@@ -11,6 +11,7 @@ from webapp.ops.figures import MINUTES, RATIO_MINUTES, SILENT_AFTER, OpsFigures,
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
 TRANSPORT_LABELS = (("sse_html", "Pages (SSE)"), ("sse_json", "API (SSE)"), ("cable", "/cable"))
 NO_VALUE = "—"
+UNIT = "\u00a0"  # a number and its unit stay on one line
 
 
 def count(value: float | None) -> str:
@@ -18,17 +19,17 @@ def count(value: float | None) -> str:
 
 
 def percent(value: float | None) -> str:
-    return NO_VALUE if value is None else f"{value * 100:.1f} %"
+    return NO_VALUE if value is None else f"{value * 100:.1f}{UNIT}%"
 
 
 def seconds(value: float | None) -> str:
     if value is None:
         return NO_VALUE
     if value < 10:
-        return f"{value:.2f} s"
+        return f"{value:.2f}{UNIT}s"
     if value < 120:
-        return f"{value:.0f} s"
-    return f"{value / 60:.1f} min"
+        return f"{value:.0f}{UNIT}s"
+    return f"{value / 60:.1f}{UNIT}min"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _card(
     series: list[float | None],
     shown: Callable[[float | None], str],
     hint: str,
-    **extra: object,
+    breakdown: list[tuple[str, str, int]] | None = None,
 ) -> Card:
     line = sparkline(series, SPARK_WIDTH, SPARK_HEIGHT)
     if line.segments:
@@ -59,7 +60,7 @@ def _card(
     else:
         summary = "no data yet"
     text = f"{label}, last {MINUTES} minutes per minute: {summary}"
-    return Card(key, label, shown(now), hint, line if line.segments else None, text, **extra)  # type: ignore[arg-type]
+    return Card(key, label, shown(now), hint, line if line.segments else None, text, breakdown or [])
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def ops_view(figures: OpsFigures, interval_seconds: float) -> OpsView:
             figures.notifications_per_minute,
             s["notifications"],
             count,
-            "created in the last 60 s, by every process",
+            f"created in the last 60{UNIT}s, by every process",
         ),
         _card(
             "delivery_rate",
@@ -97,7 +98,7 @@ def ops_view(figures: OpsFigures, interval_seconds: float) -> OpsView:
             figures.delivery_rate,
             s["delivery_rate"],
             percent,
-            f"of notifications to recipients with a live stream, last {RATIO_MINUTES} min",
+            f"of notifications to recipients with a live stream, last {RATIO_MINUTES}{UNIT}min",
         ),
         _card(
             "p95",
@@ -105,7 +106,7 @@ def ops_view(figures: OpsFigures, interval_seconds: float) -> OpsView:
             figures.p95_seconds,
             s["p95"],
             seconds,
-            f"from commit to the first live write, last {RATIO_MINUTES} min",
+            f"from commit to the first live write, last {RATIO_MINUTES}{UNIT}min",
         ),
         _card(
             "outbox_lag",
@@ -138,7 +139,7 @@ def ops_view(figures: OpsFigures, interval_seconds: float) -> OpsView:
             "processes",
             "Processes reporting",
             count(reporting),
-            f"heard from within the last {SILENT_AFTER * interval_seconds:g} s",
+            f"heard from within the last {SILENT_AFTER * interval_seconds:g}{UNIT}s",
             breakdown=[(kind, kind, n) for kind, n in sorted(figures.processes.items())],
             breakdown_attribute="kind",
         )
