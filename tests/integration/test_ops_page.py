@@ -125,6 +125,20 @@ async def test_the_operations_stream_ends_when_its_session_does(http, session) -
         assert events[-1] == "close"  # tells the page not to reconnect
 
 
+async def test_the_operations_stream_ends_when_the_process_stops(http, session, app) -> None:
+    from webapp.realtime.doorbell import CLOSE
+
+    admin = await register_admin(http, session)
+    async with open_stream(http, admin.token, path=OPS_STREAM) as live:
+        await _fragment(live)
+        app.state.doorbell.hub.broadcast(CLOSE)  # what the server does when told to stop
+        deadline = time.monotonic() + WAIT
+        events = []
+        while not isinstance(item := await live.next_event(deadline - time.monotonic()), Closed):
+            events.append(item.event)
+        assert "close" not in events  # the page reconnects: to another process, or to this one once back
+
+
 async def test_each_process_writes_samples_and_deletes_those_older_than_two_hours(app, session) -> None:
     now = utcnow()
     for hours in (3, 1):

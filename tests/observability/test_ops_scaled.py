@@ -1,7 +1,7 @@
-"""The operations page of a scaled deployment: a web process and a `dramatiq jobs` worker on Redis.
-Queue depth and dead letters are read from the real Redis broker under the deployment's
-namespace, the outbox lag from the database, and the worker records its own samples (the
-notifications its fan-outs create count there, not in any web process)."""
+"""The operations page of a scaled deployment: a web process, a `dramatiq jobs` worker and the
+scheduler on Redis. Queue depth and dead letters are read from the real Redis broker under the
+deployment's namespace, the outbox lag from the database, and the worker and the scheduler record
+their own samples (the notifications the worker's fan-outs create count there, in no web process)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dramatiq.brokers.redis import RedisBroker
 from tests.conftest import TEST_SECRET
 from tests.ops_page import breakdown, figure
 from tests.reliability.conftest import Account, announce, bearer, register, register_admin
-from tests.services import REDIS_URL, LiveServer, LiveWorker, scaled_env
+from tests.services import REDIS_URL, LiveScheduler, LiveServer, LiveWorker, scaled_env
 from webapp.ops.views import seconds
 
 WAIT = 30.0
@@ -47,6 +47,7 @@ async def test_queue_depth_dead_letters_and_worker_samples_on_the_redis_broker(d
     # One quick retry: the message below lands in the dead-letter queue within a second.
     quick = {"JOBS_MAX_RETRIES": "1", "JOBS_MIN_BACKOFF_MS": "100", "JOBS_MAX_BACKOFF_MS": "200"}
     worker = LiveWorker({**env, **quick}, tmp_path / "worker.log")
+    scheduler = LiveScheduler(env, tmp_path / "scheduler.log")
     web.start()
     try:
         async with httpx.AsyncClient(base_url=web.url, timeout=30) as http:
@@ -65,6 +66,7 @@ async def test_queue_depth_dead_letters_and_worker_samples_on_the_redis_broker(d
             assert processes(waiting, "worker") == 0
 
             worker.start()
+            scheduler.start()
             done = await until(
                 http,
                 admin,
@@ -82,6 +84,7 @@ async def test_queue_depth_dead_letters_and_worker_samples_on_the_redis_broker(d
                 http, admin, lambda html: float(figure(html, "notifications")) >= 2, "the worker's notifications"
             )
     finally:
+        scheduler.stop()
         worker.stop()
         web.stop()
         client = redis.Redis.from_url(REDIS_URL)
