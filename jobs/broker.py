@@ -36,6 +36,7 @@ from dramatiq.middleware import (
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError
 
+from jobs.ops import SampleWorker
 from webapp import logs, metrics
 from webapp.errors import ValidationFailed
 from webapp.settings import Settings, SettingsError, get_settings
@@ -215,6 +216,7 @@ def _middleware() -> list[Middleware]:
         DeadLetterLog(),
         JobLogContext(),
         OneStopPerSignal(),
+        SampleWorker(),
     ]
 
 

@@ -33,6 +33,7 @@ from webapp import metrics
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
+from webapp.ops.sampling import OpsSampler
 from webapp.outbox.services import enqueue_after_commit, handed_over, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
 from webapp.settings import get_settings
@@ -241,10 +242,14 @@ def run_forever() -> None:
         settings = runtime.settings()
         serve_metrics(settings.scheduler_metrics_port, settings.host)
         scheduler = start(runtime.sessionmaker())
+        # Its samples: notifications it creates (released payment holds) count here.
+        sampler = OpsSampler("scheduler", runtime.sessionmaker(), runtime.settings().ops_sample_seconds)
+        await sampler.start()
         log.info("scheduler running every %.0f s", INTERVAL_SECONDS)
         try:
             await asyncio.Event().wait()
         finally:
+            await sampler.stop()
             scheduler.shutdown(wait=False)
 
     asyncio.run(main())

@@ -31,6 +31,8 @@ from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
 from webapp.notifications.stream import StreamConfig
+from webapp.ops.sampling import OpsSampler
+from webapp.ops.store import RecentSamples
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
 from webapp.realtime.doorbell import Doorbell, Hub, LocalDoorbell, RedisDoorbell, set_doorbell
 from webapp.realtime.ended_sessions import EndedSessions
@@ -48,6 +50,7 @@ from webapp.web.groups import GroupApi, GroupPages
 from webapp.web.health import live, ready
 from webapp.web.metrics import metrics_endpoint
 from webapp.web.notifications import NotificationApi, NotificationPages
+from webapp.web.ops import ops_page, ops_stream
 from webapp.web.reviews import ReviewApi, ReviewPages
 from webapp.web.sse import api_stream, page_stream
 from webapp.web.stream_access import SocketSlots
@@ -181,15 +184,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # `dramatiq jobs` processes run them; without, the worker and scheduler live in here.
         import jobs  # noqa: F401
         from jobs.embedded import EmbeddedJobs
+        from jobs.ops import broker_backlog
 
         embedded = None if settings.redis_url else EmbeddedJobs(
             settings, app.state.sessionmaker, payment_gateway=app.state.payment_gateway
         )
         if embedded:
             embedded.start()
+        # This process's figures for the operations page, with the deployment-wide ones (outbox
+        # lag, the job queues) that only the web app and the broker together can read.
+        app.state.ops_sampler = OpsSampler(
+            "web",
+            app.state.sessionmaker,
+            settings.ops_sample_seconds,
+            reader_sessionmaker=app.state.reader_sessionmaker,
+            broker_backlog=broker_backlog,
+        )
+        await app.state.ops_sampler.start()
+        app.state.recent_samples = RecentSamples()  # what the page read last time, so it reads only what is new
         try:
             yield
         finally:
+            await app.state.ops_sampler.stop()
             if embedded:
                 await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
                 await embedded.finish_ticks()
@@ -226,6 +242,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReviewApi,
             NotificationPages,
             NotificationApi,
+            ops_page,
+            ops_stream,
             page_stream,
             api_stream,
             cable,

@@ -136,6 +136,8 @@ class Settings:
     retention_reminders_days: float = 30.0
     retention_notifications_days: float = 30.0
     retention_batch_size: int = 1000
+    # Every process records a sample of its counters and gauges for the operations page this often.
+    ops_sample_seconds: float = 10.0
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
@@ -288,6 +290,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         retention_reminders_days=number("RETENTION_REMINDERS_DAYS", 30.0, float),
         retention_notifications_days=number("RETENTION_NOTIFICATIONS_DAYS", 30.0, float),
         retention_batch_size=number("RETENTION_BATCH_SIZE", 1000),
+        ops_sample_seconds=number("OPS_SAMPLE_SECONDS", 10.0, float),
     )
 
 

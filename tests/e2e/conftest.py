@@ -57,6 +57,8 @@ def server_env(database_url: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         # Journeys announce far more often than a real admin may (the default is 10 an hour).
         "ANNOUNCEMENTS_PER_HOUR": "100000",
+        # The operations page's figures move within a second, not ten (tests/e2e/test_ops_page_ui.py).
+        "OPS_SAMPLE_SECONDS": "0.5",
     }
 
 

@@ -38,6 +38,7 @@ JOB_SETTINGS = {
     "RETENTION_NOTIFICATIONS_DAYS": "retention_notifications_days",
     "RETENTION_BATCH_SIZE": "retention_batch_size",
     "SCHEDULER_METRICS_PORT": "scheduler_metrics_port",
+    "OPS_SAMPLE_SECONDS": "ops_sample_seconds",  # workers record samples for the operations page too
 }
 
 

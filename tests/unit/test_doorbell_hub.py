@@ -32,3 +32,19 @@ async def test_a_subscription_never_started_is_released_after_the_grace():
     assert hub.count(7) == 1
     running.close()
     assert hub.total() == 0
+
+
+def test_streams_without_a_subscription_hear_when_the_process_closes_its_streams():
+    from webapp.realtime.doorbell import CLOSE, RESYNC
+
+    hub = Hub()
+    heard: list[str] = []
+    forget = hub.when_closing(lambda: heard.append("first"))
+    hub.when_closing(lambda: heard.append("second"))
+    hub.broadcast(RESYNC)
+    assert heard == []
+    hub.broadcast(CLOSE)
+    assert sorted(heard) == ["first", "second"]
+    forget()
+    hub.broadcast(CLOSE)
+    assert heard.count("first") == 1

@@ -123,3 +123,11 @@ def test_trusted_proxies_are_addresses_and_networks():
     assert load_settings({"SECRET_KEY": STRONG}).trusted_proxies.networks == ()
     with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
         load_settings({"SECRET_KEY": STRONG, "TRUSTED_PROXIES": "10.0.0.1,proxy.local"})
+
+
+def test_ops_samples_are_taken_every_ten_seconds_unless_set():
+    assert load_settings({}).ops_sample_seconds == 10.0
+    assert load_settings({"OPS_SAMPLE_SECONDS": "0.25"}).ops_sample_seconds == 0.25
+    for bad in ("0", "-1", "often"):
+        with pytest.raises(SettingsError, match="OPS_SAMPLE_SECONDS"):
+            load_settings({"OPS_SAMPLE_SECONDS": bad})

@@ -93,6 +93,7 @@ class Hub:
         self._delivered: dict[int, int] = {}
         self.unstarted_grace = unstarted_grace
         self.sessions = sessions if sessions is not None else EndedSessions()
+        self._closing: set[Callable[[], None]] = set()
 
     def subscribe(self, user_id: int, maxsize: int, session: str | None = None) -> Subscription:
         """`session`: the stream closes as soon as that session ends."""
@@ -158,7 +159,16 @@ class Hub:
         for subscription in subscribers:
             subscription.offer(message)
 
+    def when_closing(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls `callback` when this process closes every stream (it is stopping), for streams
+        that hold no subscription (the operations page's); returns the function that forgets it."""
+        self._closing.add(callback)
+        return lambda: self._closing.discard(callback)
+
     def broadcast(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "close":
+            for callback in tuple(self._closing):
+                callback()
         for subscribers in tuple(self._by_user.values()):
             for subscription in tuple(subscribers):
                 subscription.offer(message)
