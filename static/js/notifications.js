@@ -16,6 +16,11 @@
 //   close         never reaches the page: the server ends the stream (shutdown, slow reader,
 //                 token expiry, lifetime), and htmx reconnects with Last-Event-ID = last seq.
 //
+// Two more messages are the page's own, made by the leader from its stream's state and relayed
+// like the others: `connection` {up} (the stream is down: "Reconnecting…" shows) and `opening`
+// (a stream (re)connected: what it replays before its first `count` was missed while away, and
+// is shown as one summary toast rather than one toast per item).
+//
 // One tab per browser holds the stream (the leader) and relays every message to the other
 // tabs over a BroadcastChannel, so eight tabs need one connection, not eight (browsers allow
 // six per host over HTTP/1.1). The leader is elected with Web Locks where they exist (secure
@@ -30,6 +35,8 @@
   const panel = document.getElementById("notif-panel");
   const badge = document.getElementById("notif-badge");
   const toasts = document.getElementById("toasts");
+  const announcer = document.getElementById("announcer");
+  const topbar = document.querySelector("header.topbar");
   const inbox = { seq: Number(root.dataset.seq), version: Number(root.dataset.version) };
   window.tidingsInbox = inbox;
 
@@ -82,7 +89,13 @@
     if (inboxList && inboxList.dataset.status !== "read" && [item.dataset.type, ""].includes(inboxList.dataset.type || "")) {
       insertItem(inboxList, item);
     }
-    showToast(item.dataset);
+    const kind = item.querySelector(".notif-kind")?.textContent || "";
+    const toast = { ...item.dataset, kind };
+    if (opening) opening.items.push(toast);
+    else {
+      toastFor(toast);
+      announceItems([toast]);
+    }
     showSystemNotification(item.dataset);
   }
 
@@ -127,14 +140,25 @@
 
   function apply(message) {
     if (message.kind === "notification") applyNotification(message.data, Number(message.id));
-    else if (message.kind === "count") applyCount(JSON.parse(message.data));
+    else if (message.kind === "count") {
+      applyCount(JSON.parse(message.data));
+      endOpening(); // the server ends every (re)connection's opening replay with a count
+    }
     else if (message.kind === "read") applyRead(JSON.parse(message.data));
     else if (message.kind === "reset") applyReset(JSON.parse(message.data));
+    else if (message.kind === "connection") setConnection(message.up, message.failed);
+    else if (message.kind === "opening") beginOpening();
+  }
+
+  // A message of this tab's stream (or about it): applied here and relayed to the other tabs.
+  function relay(message) {
+    apply(message);
+    channel?.postMessage(message);
   }
 
   // Counts that come back on our own htmx requests (HX-Trigger: tidings:count), and refusals.
   document.addEventListener("tidings:count", (event) => applyCount(event.detail));
-  document.addEventListener("tidings:error", (event) => showToast({ title: event.detail.message, body: "", url: "#" }));
+  document.addEventListener("tidings:error", (event) => showError(event.detail.message));
 
   // ---- one stream per browser ----------------------------------------------------------------
 
@@ -150,12 +174,18 @@
     // Keep streaming while the tab is hidden: that is when browser notifications matter.
     stream.setAttribute("hx-config", '{"sse": {"pauseOnBackground": false, "reconnectMaxDelay": 10000}}');
     for (const kind of ["notification", "count", "read", "reset"]) {
-      stream.addEventListener(kind, (event) => {
-        const message = { kind, data: event.detail.data, id: event.detail.id };
-        apply(message);
-        channel?.postMessage(message);
-      });
+      stream.addEventListener(kind, (event) => relay({ kind, data: event.detail.data, id: event.detail.id }));
     }
+    // The stream's state. A stream the server ends on purpose (lifetime, token expiry) comes back
+    // within seconds by itself, so "Reconnecting…" waits a moment then; a failed attempt shows it at once.
+    stream.addEventListener("htmx:sse:after:connection", () => {
+      relay({ kind: "connection", up: true });
+      relay({ kind: "opening" });
+    });
+    stream.addEventListener("htmx:sse:before:connection", (event) => {
+      if (event.detail.connection.attempt > 0) relay({ kind: "connection", up: false, failed: false });
+    });
+    stream.addEventListener("htmx:sse:error", () => relay({ kind: "connection", up: false, failed: true }));
     document.body.appendChild(stream);
     htmx.process(stream);
     root.dataset.streamLeader = "true";
@@ -314,6 +344,7 @@
   function openPanel() {
     panel.hidden = false;
     bell.setAttribute("aria-expanded", "true");
+    arrange();
     htmx.trigger(bell, "tidings:open");
   }
 
@@ -321,12 +352,48 @@
     if (panel.hidden) return;
     panel.hidden = true;
     bell.setAttribute("aria-expanded", "false");
+    arrange();
     if (returnFocus) bell.focus();
   }
 
+  // Where the panel and the toasts go. CSS places the panel (under the bell; on a phone, across
+  // the screen under the top bar); this keeps it inside the viewport whatever the header holds
+  // (a long name can push the bell anywhere), ends it above the toast stack so no toast covers
+  // it, and keeps the stack below the top bar, so no toast covers the bell. Only when the stack
+  // would leave the panel too little room (a short screen) are the toasts held back, their
+  // timers paused, until the panel closes.
+  const EDGE = 8;
+  function arrange() {
+    const bar = topbar.getBoundingClientRect();
+    toasts.style.maxHeight = `${Math.max(0, innerHeight - Math.max(bar.bottom, 0) - 2 * EDGE)}px`;
+    holdToasts(false);
+    panel.style.removeProperty("translate");
+    panel.style.removeProperty("max-height");
+    if (panel.hidden) return;
+    const width = document.documentElement.clientWidth;
+    let box = panel.getBoundingClientRect();
+    const shift = box.left < EDGE ? EDGE - box.left : Math.min(0, width - EDGE - box.right);
+    if (shift) {
+      panel.style.translate = `${shift}px 0`;
+      box = panel.getBoundingClientRect();
+    }
+    let bottom = innerHeight - EDGE;
+    const stack = toasts.getBoundingClientRect();
+    if (stack.height > 0 && stack.left < box.right && stack.right > box.left && stack.top < box.bottom) {
+      if (stack.top - EDGE - box.top >= Math.min(240, innerHeight * 0.4)) bottom = stack.top - EDGE;
+      else holdToasts(true);
+    }
+    const limit = parseFloat(getComputedStyle(panel).maxHeight) || Infinity;
+    if (bottom - box.top < limit) panel.style.maxHeight = `${Math.max(0, bottom - box.top)}px`;
+  }
+  addEventListener("resize", arrange);
+
   bell.addEventListener("click", () => (panel.hidden ? openPanel() : closePanel(false)));
   document.addEventListener("click", (event) => {
-    if (!root.contains(event.target)) closePanel(false);
+    // Closing a toast beside the open panel leaves the panel open. (The path, not the target: a
+    // toast's close button is gone from the page by the time the click reaches the document.)
+    const path = event.composedPath();
+    if (!path.includes(root) && !path.includes(toasts)) closePanel(false);
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !panel.hidden) {
@@ -346,6 +413,7 @@
   // htmx fires after:swap on the element that made the request (the bell), not on the target.
   bell.addEventListener("htmx:after:swap", () => {
     refreshPermissionButtons();
+    arrange();
     if (!panel.hidden && document.activeElement === bell) links()[0]?.focus();
   });
   bell.addEventListener("keydown", (event) => {
@@ -357,21 +425,244 @@
 
   // ---- toasts and browser notifications -----------------------------------------------------
 
-  function showToast(data) {
-    const toast = document.createElement("a");
-    toast.className = "toast";
-    toast.href = data.url;
-    toast.setAttribute("role", "status");
-    const title = document.createElement("strong");
-    title.textContent = data.title;
-    toast.append(title);
-    if (data.body) {
-      const body = document.createElement("span");
-      body.textContent = data.body;
-      toast.append(body);
-    }
+  // At most three toasts at once. One more folds the newest notification toast and itself into a
+  // summary ("2 new notifications", a link to the inbox), which then counts everything after it.
+  // Each toast stays `data-lifetime-ms` on #toasts (6 s), longer while hovered or focused, and has
+  // a close button; Escape inside one closes it. Screen readers hear one polite live region
+  // (#announcer), at most once a second, in summaries; the toasts themselves are not live regions.
+  const MAX_TOASTS = 3;
+  const TONES = {
+    booking_confirmed: "success",
+    payment_failed: "failure",
+    booking_cancelled: "warning",
+    event_cancelled: "warning",
+  };
+  const timers = new WeakMap(); // toast -> {remaining, started, timer, holds: Set}
+  let summary = null; // {element, count}
+  let opening = null; // {items, timer}: a (re)connection's replay, gathered until its count
+
+  function lifetime() {
+    return Number(toasts.dataset.lifetimeMs) || 6000;
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function icon(name) {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("class", "toast-icon");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+    use.setAttribute("href", `/static/icons/notifications.svg#${name}`);
+    svg.append(use);
+    return svg;
+  }
+
+  // Texts are set with textContent: a title is what a user typed, never markup.
+  function makeToast({ tone, iconName, kind, title, body, url, type }) {
+    const toast = element("div", `toast toast-${tone}`);
+    if (type) toast.dataset.type = type;
+    const text = element(url ? "a" : "div", "toast-text");
+    if (url) text.href = url;
+    if (kind) text.append(element("small", "toast-kind", kind));
+    text.append(element("strong", "", title));
+    if (body) text.append(element("span", "", body));
+    const close = element("button", "toast-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", `Dismiss: ${title}`);
+    // A click from the keyboard (Enter, Space) has no pointer detail: focus then moves on.
+    close.addEventListener("click", (event) => dismiss(toast, event.detail === 0));
+    toast.append(icon(iconName), text, close);
+    toast.addEventListener("mouseenter", () => hold(toast, "hover"));
+    toast.addEventListener("mouseleave", () => release(toast, "hover"));
+    toast.addEventListener("focusin", () => hold(toast, "focus"));
+    toast.addEventListener("focusout", (event) => {
+      if (!toast.contains(event.relatedTarget)) release(toast, "focus");
+    });
+    return toast;
+  }
+
+  function show(toast) {
     toasts.append(toast);
-    setTimeout(() => toast.remove(), 6000);
+    timers.set(toast, { remaining: lifetime(), started: 0, timer: 0, holds: new Set() });
+    if (toasts.classList.contains("is-held")) hold(toast, "held");
+    run(toast);
+    arrange();
+  }
+
+  function run(toast) {
+    const state = timers.get(toast);
+    if (!state || state.holds.size || state.timer) return;
+    state.started = Date.now();
+    state.timer = setTimeout(() => dismiss(toast, false), Math.max(state.remaining, 1000));
+  }
+
+  function hold(toast, why) {
+    const state = timers.get(toast);
+    if (!state) return;
+    state.holds.add(why);
+    if (!state.timer) return;
+    clearTimeout(state.timer);
+    state.timer = 0;
+    state.remaining -= Date.now() - state.started;
+  }
+
+  function release(toast, why) {
+    timers.get(toast)?.holds.delete(why);
+    run(toast);
+  }
+
+  function holdToasts(held) {
+    if (toasts.classList.contains("is-held") === held) return;
+    toasts.classList.toggle("is-held", held);
+    for (const toast of toasts.children) (held ? hold : release)(toast, "held");
+  }
+
+  function dismiss(toast, byKeyboard) {
+    if (!toast.isConnected) return;
+    const hadFocus = toast.contains(document.activeElement);
+    const next = toast.nextElementSibling || toast.previousElementSibling;
+    clearTimeout(timers.get(toast)?.timer);
+    timers.delete(toast);
+    toast.remove();
+    if (summary?.element === toast) summary = null;
+    // Focus goes to the next toast, or back to the bell, never to the top of the page.
+    if (byKeyboard && hadFocus) (next?.querySelector(".toast-close") || bell).focus();
+    arrange();
+  }
+
+  toasts.addEventListener("keydown", (event) => {
+    const toast = event.target.closest(".toast");
+    if (event.key !== "Escape" || !toast) return;
+    event.stopPropagation(); // the dropdown, if open, stays open
+    dismiss(toast, true);
+  });
+
+  function setSummary(count) {
+    const title = `${count} new notifications`;
+    const link = summary.element.querySelector(".toast-text");
+    link.querySelector("strong").textContent = title;
+    summary.element.querySelector(".toast-close").setAttribute("aria-label", `Dismiss: ${title}`);
+    summary.count = count;
+    const state = timers.get(summary.element);
+    if (state) state.remaining = lifetime(); // it grew: the full time again from now
+    if (state?.timer) {
+      clearTimeout(state.timer);
+      state.timer = 0;
+      run(summary.element);
+    }
+  }
+
+  // A summary for `count` more notifications: grows the one shown, or takes a place of its own,
+  // folding in the newest notification toast (not one being read: hovered or focused) when the
+  // stack is full.
+  function summarize(count) {
+    if (summary?.element.isConnected) return setSummary(summary.count + count);
+    let folded = 0;
+    const shown = [...toasts.children];
+    if (shown.length >= MAX_TOASTS) {
+      const free = shown.filter((toast) => !["hover", "focus"].some((why) => timers.get(toast)?.holds.has(why)));
+      const fold = free.filter((toast) => toast.dataset.type).pop();
+      if (fold) folded = 1;
+      dismiss(fold || free[0] || shown[0], false);
+    }
+    const toast = makeToast({ tone: "info", iconName: "bell", title: "", url: "/notifications" });
+    toast.classList.add("toast-summary");
+    summary = { element: toast, count: 0 };
+    setSummary(count + folded);
+    show(toast);
+  }
+
+  function toastFor(data) {
+    if (summary?.element.isConnected || toasts.children.length >= MAX_TOASTS) return summarize(1);
+    const { type, kind, title, body, url } = data;
+    show(makeToast({ tone: TONES[type] || "info", iconName: type, kind, title, body, url, type }));
+  }
+
+  function showError(message) {
+    if (toasts.children.length >= MAX_TOASTS) dismiss(toasts.firstElementChild, false);
+    show(makeToast({ tone: "failure", iconName: "booking_cancelled", title: message }));
+    say(message);
+  }
+
+  // A (re)connection replays what was missed, then sends a count: gather the replay, then show one
+  // toast for one item, one summary for more.
+  function beginOpening() {
+    endOpening();
+    opening = { items: [], timer: setTimeout(endOpening, 3000) };
+  }
+
+  function endOpening() {
+    if (!opening) return;
+    clearTimeout(opening.timer);
+    const { items } = opening;
+    opening = null;
+    if (items.length === 1) toastFor(items[0]);
+    else if (items.length > 1) summarize(items.length);
+    announceItems(items);
+  }
+
+  // ---- the live region and the connection state ------------------------------------------------
+
+  let unspoken = [];
+  let spokeAt = 0;
+  let speaking = 0;
+
+  function say(text) {
+    // Emptied first, so the same words twice are announced twice.
+    announcer.textContent = "";
+    setTimeout(() => (announcer.textContent = text), 50);
+  }
+
+  // New items are announced at most once a second, several as one summary; a burst arriving
+  // within 0.4 s is one announcement.
+  function announceItems(items) {
+    if (!items.length) return;
+    unspoken.push(...items);
+    if (speaking) return;
+    speaking = setTimeout(() => {
+      speaking = 0;
+      const items = unspoken;
+      unspoken = [];
+      spokeAt = Date.now();
+      say(items.length === 1 ? `New notification: ${items[0].title}` : `${items.length} new notifications`);
+    }, Math.max(400, spokeAt + 1000 - Date.now()));
+  }
+
+  const connection = element("div", "connection-status");
+  connection.id = "connection-status";
+  connection.hidden = true;
+  connection.append(element("span", "connection-spinner"), element("span", "", "Reconnecting…"));
+  connection.firstChild.setAttribute("aria-hidden", "true");
+  topbar.append(connection);
+  let downTimer = 0;
+
+  function setConnection(up, failed) {
+    if (up) {
+      clearTimeout(downTimer);
+      downTimer = 0;
+      if (connection.hidden) return;
+      connection.hidden = true;
+      say("Live notifications are back.");
+      return;
+    }
+    // Already shown, or already counting down (each retry announces itself again): only a failure
+    // brings the moment forward.
+    if (!connection.hidden || (downTimer && !failed)) return;
+    clearTimeout(downTimer);
+    downTimer = setTimeout(
+      () => {
+        downTimer = 0;
+        connection.hidden = false;
+        say("Reconnecting to live notifications…");
+      },
+      failed ? 0 : 4000,
+    );
   }
 
   function showSystemNotification(data) {
