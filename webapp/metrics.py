@@ -82,6 +82,12 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=REGISTRY,
 )
+NOTIFICATIONS_SEEN = _counter(
+    "tidings_notifications_seen", "Notifications marked seen (shown in an opened dropdown), once each"
+)
+NOTIFICATIONS_READ = _counter(
+    "tidings_notifications_read", "Notifications marked read by their recipient (one, or all), once each"
+)
 DOORBELL_PUBLISHED = _counter("tidings_doorbell_published", "Doorbell messages rung by this process")
 DOORBELL_RECEIVED = _counter("tidings_doorbell_received", "Doorbell messages this process's hub received")
 HTTP_RESPONSES = _counter(
