@@ -387,10 +387,11 @@ class NotificationService:
 
     async def mark_delivered(self, delivered: Mapping[int, float]) -> int:
         """Notifications first written to a live stream, by id, with when (a Unix time): each
-        keeps its first delivery time. Ids sharing a tenth of a second share one UPDATE per
-        IN_CHUNK ids, so a second's worth of deliveries is a few statements. Takes no counter
-        lock: delivery is not part of the inbox's state (seq, version, unread count), and the
-        notification rows are last in the lock order. Returns how many rows changed."""
+        keeps its first delivery time. The times are kept to a tenth of a second, so the ids of
+        one tenth share one UPDATE (per IN_CHUNK ids): a thousand deliveries written within a
+        tenth of a second are two statements. Takes no counter lock: delivery is not part of the
+        inbox's state (seq, version, unread count), and notification rows come last in the lock
+        order. Returns how many rows changed."""
         by_time: dict[float, list[int]] = {}
         for notification_id, at in delivered.items():
             by_time.setdefault(math.floor(at * 10) / 10, []).append(notification_id)
