@@ -4,6 +4,13 @@ A root message finds the recipients and writes one outbox row (a chunk job) per 
 them in its own transaction; each chunk is one bulk insert. Every notification has a
 per-recipient dedupe key, so a chunk that is delivered again (a worker killed mid-way, a retry)
 adds nothing.
+
+Announcements, event updates and cancellations carry the id of their delivery report (opened
+with the fact they tell; None for messages queued before reports existed): the root records how
+many recipients it planned, and every notification a chunk writes points at the report. An
+update item that merges several versions counts under the report of the newest version it
+tells; the unread items it replaces stay under their own reports, counted there as replaced
+(see _tell_updates).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.bookings.payment_models import Payment
 from webapp.bookings.services import EVENT_CANCELLED
+from webapp.deliveries.services import DeliveryReportService, event_change_key
 from webapp.events.models import Event, EventChange
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
@@ -74,15 +82,26 @@ async def _users(session: Any, user_ids: Sequence[int]) -> list[Any]:
 # ---- event updated / cancelled -------------------------------------------------------------
 
 
+async def plan(session: Any, report_id: int | None, recipients: Sequence[int]) -> None:
+    if report_id is not None:
+        await DeliveryReportService(session).plan(report_id, len(recipients))
+
+
 @dramatiq.actor(queue_name="fanout")
 async def fan_out_event_change(
-    event_id: int, version: int, kind: str, changes: dict[str, Any] | None = None, outbox_id: int | None = None
+    event_id: int,
+    version: int,
+    kind: str,
+    changes: dict[str, Any] | None = None,
+    report_id: int | None = None,
+    outbox_id: int | None = None,
 ) -> None:
     async with runtime.session(outbox_id) as session:
         if kind == "cancelled":
             recipients = await attendees_of_cancelled_event(session, event_id)
         else:
             recipients = await confirmed_attendees(session, event_id)
+        await plan(session, report_id, recipients)
         send_chunks(
             session,
             notify_event_change,
@@ -91,6 +110,7 @@ async def fan_out_event_change(
             version=version,
             kind=kind,
             changes=changes or {},
+            report_id=report_id,
         )
         await session.commit()
 
@@ -126,17 +146,25 @@ def merge_changes(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any
 
 @dramatiq.actor(queue_name="fanout")
 async def notify_event_change(
-    event_id: int, version: int, kind: str, changes: dict[str, Any], user_ids: list[int], outbox_id: int | None = None
+    event_id: int,
+    version: int,
+    kind: str,
+    changes: dict[str, Any],
+    user_ids: list[int],
+    report_id: int | None = None,
+    outbox_id: int | None = None,
 ) -> None:
     async with runtime.session(outbox_id) as session:
         if kind == "cancelled":
-            await _tell_cancellation(session, event_id, version, user_ids)
+            await _tell_cancellation(session, event_id, version, user_ids, report_id)
         else:
             await _tell_updates(session, event_id, version, changes, user_ids)
         await session.commit()
 
 
-async def _tell_cancellation(session: Any, event_id: int, version: int, user_ids: list[int]) -> None:
+async def _tell_cancellation(
+    session: Any, event_id: int, version: int, user_ids: list[int], report_id: int | None
+) -> None:
     event = await session.get(Event, event_id)
     if event is None:
         return
@@ -155,10 +183,12 @@ async def _tell_cancellation(session: Any, event_id: int, version: int, user_ids
             subject_kind="event",
             subject_id=event.id,
             dedupe_key=f"event_cancelled:{event.id}:{user.id}",
+            report_id=report_id,
         )
         for user in users
     ]
-    # Reminders and updates about an event that will not happen are no longer news.
+    # Reminders and updates about an event that will not happen are no longer news (their
+    # reports count them as replaced).
     stale = await service.unread_about("event", event.id, ("event_reminder", "event_updated"), user_ids)
     await service.lock_inboxes([user.id for user in users])
     await service.mark_obsolete(stale)
@@ -211,7 +241,12 @@ async def _tell_updates(
     """Tells each recipient every committed change of the event they have not been told yet, in
     one unread item that replaces their unread earlier ones. Works from the stored changes, not
     from this message, so jobs may run late, twice, out of order or at once: the version numbers
-    told are kept on each item, and an item's dedupe key is the newest version it tells."""
+    told are kept on each item, and an item's dedupe key is the newest version it tells.
+
+    Delivery reports: an item counts under the report of the newest version it tells, whichever
+    job wrote it (so this message's own report is not passed in); the earlier unread items it
+    replaces stay under theirs, as replaced. When a newer version's job runs first, its item
+    tells the older version too and the older version's report is left with nothing to send."""
     # The event row first (the lock order), shared: an edit or the cancellation of this event
     # waits until this transaction ends, so what is read below stays true until it commits.
     event = await session.get(Event, event_id, populate_existing=True, with_for_update={"read": True, "of": Event})
@@ -226,6 +261,7 @@ async def _tell_updates(
     if version not in history and message_changes:  # queued before changes were stored per version
         history[version] = (message_changes, None)
     attending_since = await _attending_since(session, event_id, user_ids)
+    reports = await _update_reports(session, event_id, history)
     service = NotificationService(session)
     users = await _users(session, user_ids)
     known = _group(await service.about("event", event.id, ("event_updated",), user_ids))
@@ -274,6 +310,7 @@ async def _tell_updates(
                 subject_kind="event",
                 subject_id=event.id,
                 dedupe_key=f"event_updated:{event.id}:{versions[-1]}:{user.id}",
+                report_id=reports.get(versions[-1]),
             )
         )
     await service.lock_inboxes([n.user_id for n in replaced] + [item.user_id for item in items])
@@ -281,6 +318,14 @@ async def _tell_updates(
     await service.notify_many(items)
     for notification, told_versions in settled:  # notification rows last (the lock order)
         notification.data = {**notification.data, "versions": told_versions}
+
+
+async def _update_reports(session: Any, event_id: int, history: dict[int, Any]) -> dict[int, int]:
+    """The report of each stored version, by version (versions edited before reports existed
+    have none). Their keys are committed with the versions, so every version read has its report."""
+    keys = {event_change_key("event_updated", event_id, version): version for version in history}
+    found = await DeliveryReportService(session).ids(list(keys))
+    return {keys[key]: report_id for key, report_id in found.items()}
 
 
 def _told_versions(notification: Any) -> list[int]:
@@ -317,6 +362,7 @@ async def fan_out_announcement(
     title: str,
     body: str,
     event_id: int | None = None,
+    report_id: int | None = None,
     outbox_id: int | None = None,
 ) -> None:
     async with runtime.session(outbox_id) as session:
@@ -324,6 +370,7 @@ async def fan_out_announcement(
             recipients = await confirmed_attendees(session, event_id)
         else:
             recipients = list(await session.scalars(select(User.id).order_by(User.id)))
+        await plan(session, report_id, recipients)
         send_chunks(
             session,
             notify_announcement,
@@ -333,6 +380,7 @@ async def fan_out_announcement(
             title=title,
             body=body,
             event_id=event_id,
+            report_id=report_id,
         )
         await session.commit()
 
@@ -345,6 +393,7 @@ async def notify_announcement(
     body: str,
     event_id: int | None,
     user_ids: list[int],
+    report_id: int | None = None,
     outbox_id: int | None = None,
 ) -> None:
     async with runtime.session(outbox_id) as session:
@@ -361,6 +410,7 @@ async def notify_announcement(
                     subject_kind="event" if event_id else None,
                     subject_id=event_id,
                     dedupe_key=f"announcement:{announcement}",
+                    report_id=report_id,
                 )
                 for user_id in user_ids
             ]

@@ -28,6 +28,7 @@ from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
 from webapp.logs import bind_user, configure_logging, new_request_id, request_id
 from webapp.methods import as_get, list_head_with_get, without_body
+from webapp.notifications.delivered import DeliveredFlush, DeliveredLive
 from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
 from webapp.notifications.stream import StreamConfig
@@ -42,9 +43,11 @@ from webapp.retry import RetryConflictsMiddleware
 from webapp.schema_ui import VendoredSwaggerUI
 from webapp.settings import Settings, get_settings
 from webapp.validation import MAX_REQUEST_BODY_BYTES
+from webapp.web.announcements import AdminAnnouncementPages, announcement_reports_stream
 from webapp.web.auth import AuthApi, AuthPages
 from webapp.web.bookings import BookingApi, BookingPages
 from webapp.web.cable import cable
+from webapp.web.deliveries import DeliveryApi, event_reports_stream
 from webapp.web.events import EventApi, EventPages
 from webapp.web.groups import GroupApi, GroupPages
 from webapp.web.health import live, ready
@@ -180,6 +183,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # database within STREAM_RESYNC_SECONDS.
         resync = StreamResync(doorbell.hub, app.state.reader_sessionmaker, settings.stream_resync_seconds)
         await resync.start()
+        # "Delivered live" is collected by the streams in memory and written in batches.
+        app.state.delivered_live = DeliveredLive()
+        delivered = DeliveredFlush(app.state.delivered_live, app.state.sessionmaker, settings.delivery_flush_seconds)
+        await delivered.start()
         # Importing jobs sets the broker and lets the outbox hand rows to it. With Redis, separate
         # `dramatiq jobs` processes run them; without, the worker and scheduler live in here.
         import jobs  # noqa: F401
@@ -213,6 +220,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await ended_sessions.stop()
             await doorbell.stop()
             set_doorbell(None)
+            await delivered.stop()  # and writes what the streams collected last
             if redis:
                 await redis.aclose()
             await engine.dispose()
@@ -244,8 +252,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             NotificationApi,
             ops_page,
             ops_stream,
+            DeliveryApi,
+            AdminAnnouncementPages,
             page_stream,
             api_stream,
+            event_reports_stream,
+            announcement_reports_stream,
             cable,
             create_static_files_router(path="/static", directories=[settings.static_dir], include_in_schema=False),
         ],

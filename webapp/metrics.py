@@ -89,6 +89,12 @@ DELIVERY_SECONDS = _histogram(
     "From a notification's creation in its committing transaction to its first live write",
     DELIVERY_BUCKETS,
 )
+NOTIFICATIONS_SEEN = _counter(
+    "tidings_notifications_seen", "Notifications marked seen (shown in an opened dropdown), once each"
+)
+NOTIFICATIONS_READ = _counter(
+    "tidings_notifications_read", "Notifications marked read by their recipient (one, or all), once each"
+)
 DOORBELL_PUBLISHED = _counter("tidings_doorbell_published", "Doorbell messages rung by this process")
 DOORBELL_RECEIVED = _counter("tidings_doorbell_received", "Doorbell messages this process's hub received")
 HTTP_RESPONSES = _counter(

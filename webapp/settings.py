@@ -95,6 +95,10 @@ class Settings:
     stream_max_connections_per_user: int = 10
     stream_queue_size: int = 256
     stream_resync_seconds: float = 30.0
+    # Delivery reports: how often each web process writes the "delivered live" times it collected,
+    # and how often an open report re-counts its numbers (sending them only when they changed).
+    delivery_flush_seconds: float = 1.0
+    delivery_report_refresh_seconds: float = 1.0
     announcements_per_hour: int = 10
     db_connect_timeout_seconds: float = 3.0
     db_statement_timeout_seconds: float = 5.0
@@ -258,6 +262,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stream_max_connections_per_user=number("STREAM_MAX_CONNECTIONS_PER_USER", 10),
         stream_queue_size=number("STREAM_QUEUE_SIZE", 256),
         stream_resync_seconds=number("STREAM_RESYNC_SECONDS", 30.0, float),
+        delivery_flush_seconds=number("DELIVERY_FLUSH_SECONDS", 1.0, float),
+        delivery_report_refresh_seconds=number("DELIVERY_REPORT_REFRESH_SECONDS", 1.0, float),
         announcements_per_hour=number("ANNOUNCEMENTS_PER_HOUR", 10),
         db_connect_timeout_seconds=number("DB_CONNECT_TIMEOUT_SECONDS", 3.0, float),
         db_statement_timeout_seconds=number("DB_STATEMENT_TIMEOUT_SECONDS", 5.0, float),

@@ -10,6 +10,7 @@ def import_all_models() -> None:
     from webapp.bookings import models as _bookings  # noqa: F401
     from webapp.bookings import payment_models as _payments  # noqa: F401
     from webapp.bookings import reminder_models as _reminders  # noqa: F401
+    from webapp.deliveries import models as _deliveries  # noqa: F401
     from webapp.events import models as _events  # noqa: F401
     from webapp.groups import models as _groups  # noqa: F401
     from webapp.notifications import models as _notifications  # noqa: F401

@@ -14,6 +14,8 @@ from webapp.auth.models import User
 from webapp.bookings.reminders import ReminderSchedule
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
+from webapp.deliveries.models import ReportKind
+from webapp.deliveries.services import DeliveryReportService, event_change_key
 from webapp.errors import Conflict
 from webapp.events.models import Event, EventChange
 from webapp.events.services import EventDetails, EventService, normalized, validate_details
@@ -48,13 +50,8 @@ class EventChangeService:
         if news:
             # Kept per version: the fan-out job tells from these, whatever order jobs run in.
             self.session.add(EventChange(event_id=event.id, version=event.version, changes=news, created_at=now))
-            enqueue_after_commit(
-                self.session,
-                "fan_out_event_change",
-                event_id=event.id,
-                version=event.version,
-                kind="updated",
-                changes=news,
+            await self._tell_attendees(
+                organizer, event, "event_updated", "Changed: " + ", ".join(n.replace("_", " ") for n in news), news
             )
         await self.session.flush()
         return event
@@ -70,11 +67,30 @@ class EventChangeService:
         # paid ones are refunded by a job, outside any transaction.
         await BookingService(self.session).cancel_for_event(event, event.cancelled_at)
         await ReminderSchedule(self.session).cancel_for_event(event.id)
-        enqueue_after_commit(
-            self.session, "fan_out_event_change", event_id=event.id, version=event.version, kind="cancelled"
-        )
+        await self._tell_attendees(organizer, event, "event_cancelled", f"Cancelled: {event.title}")
         await self.session.flush()
         return event
+
+    async def _tell_attendees(
+        self, organizer: User, event: Event, kind: ReportKind, title: str, changes: dict[str, list[str]] | None = None
+    ) -> None:
+        """Opens the delivery report of this version and queues the fan-out that tells the attendees."""
+        report_id = await DeliveryReportService(self.session).open(
+            key=event_change_key(kind, event.id, event.version),
+            kind=kind,
+            title=title,
+            event_id=event.id,
+            sender_id=organizer.id,
+        )
+        enqueue_after_commit(
+            self.session,
+            "fan_out_event_change",
+            event_id=event.id,
+            version=event.version,
+            kind="cancelled" if kind == "event_cancelled" else "updated",
+            report_id=report_id,
+            **({} if changes is None else {"changes": changes}),
+        )
 
 
 ATTENDEE_FACING = ("title", "starts_at", "ends_at", "venue")

@@ -1,17 +1,20 @@
 """General announcements: an organizer to their event's confirmed attendees, an admin to everyone.
 
-The request only checks and records the announcement (an outbox row); the fan-out job writes
-the notifications in chunks, like every other notification that goes to many people."""
+The request only checks and records the announcement (its delivery report and an outbox row);
+the fan-out job writes the notifications in chunks, like every other notification that goes to
+many people."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
+from webapp.deliveries.services import DeliveryReportService, announcement_key
 from webapp.errors import Forbidden, NotFound, RateLimited, ValidationFailed
 from webapp.events.models import Event
 from webapp.outbox.services import enqueue_after_commit
@@ -20,13 +23,19 @@ from webapp.ratelimit import RateLimiter
 MAX_BODY = 2000
 
 
+@dataclass(frozen=True)
+class Announced:
+    recipients: int  # as counted now; the fan-out counts again when it runs (its report says)
+    report_id: int
+
+
 class AnnouncementService:
     def __init__(self, session: AsyncSession, limiter: RateLimiter) -> None:
         self.session = session
         self.limiter = limiter
 
-    async def announce(self, sender: User, title: str, body: str, event_id: int | None = None) -> int:
-        """Queues a `general` notification; returns how many people it goes to."""
+    async def announce(self, sender: User, title: str, body: str, event_id: int | None = None) -> Announced:
+        """Queues a `general` notification; says how many people it goes to, and its report."""
         title, body = title.strip(), body.strip()
         errors = {}
         if not title or len(title) > 200:
@@ -49,16 +58,21 @@ class AnnouncementService:
             recipients = int(await self.session.scalar(select(func.count(User.id))) or 0)
         else:
             raise Forbidden("Only admins can announce to everyone; choose one of your events.")
+        token = uuid.uuid4().hex
+        report_id = await DeliveryReportService(self.session).open(
+            key=announcement_key(token), kind="announcement", title=title, event_id=event_id, sender_id=sender.id
+        )
         enqueue_after_commit(
             self.session,
             "fan_out_announcement",
-            announcement=uuid.uuid4().hex,
+            announcement=token,
             sender_id=sender.id,
             title=title,
             body=body,
             event_id=event_id,
+            report_id=report_id,
         )
-        return recipients
+        return Announced(recipients=recipients, report_id=report_id)
 
     async def _attendee_count(self, event_id: int) -> int:
         statement = (

@@ -7,6 +7,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base, UTCDateTime, utcnow
+from webapp.deliveries.models import DeliveryReport  # noqa: F401 - the table report_id refers to
 
 NotificationType = Literal[
     "booking_confirmed",
@@ -58,6 +59,13 @@ class Notification(Base):
             postgresql_where=text("expires_at IS NOT NULL"),
             sqlite_where=text("expires_at IS NOT NULL"),
         ),
+        # A delivery report's counts: only the rows a report sent (most have none) are indexed.
+        Index(
+            "ix_notifications_report_id",
+            "report_id",
+            postgresql_where=text("report_id IS NOT NULL"),
+            sqlite_where=text("report_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -80,6 +88,11 @@ class Notification(Base):
     # Set when a later fact made this item wrong (a reminder for a cancelled event, an update
     # merged into a newer one): it leaves the unread count but stays in the history.
     obsolete_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The delivery report of the fan-out that wrote it (announcements, event updates and
+    # cancellations), and when it was first written to a live stream of its recipient (set in
+    # batches by webapp.notifications.delivered, a moment after the write).
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_reports.id", ondelete="SET NULL"), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class NotificationCounter(Base):

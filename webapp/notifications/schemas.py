@@ -48,5 +48,8 @@ class ReadAllResult(TypedDict):
 
 
 class AnnouncementAccepted(TypedDict):
+    """`recipients` as counted now; `report_id`: its delivery report (GET /api/v1/deliveries/{id})."""
+
     status: str
     recipients: int
+    report_id: int

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webapp import metrics
+from webapp.notifications.delivered import DeliveredLive
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
 from webapp.realtime.protocol import (
@@ -50,6 +51,15 @@ class StreamEvent:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
+def stream_deadline(config: StreamConfig, expires_at: float | None) -> tuple[float, bool]:
+    """When a stream opened now must end (monotonic time), and whether that is its token's expiry
+    (rather than the maximum lifetime)."""
+    lifetime_end = time.monotonic() + config.max_lifetime_seconds
+    if expires_at is not None and expires_at < lifetime_end:
+        return expires_at, True
+    return lifetime_end, False
+
+
 class InboxStream:
     def __init__(
         self,
@@ -61,16 +71,16 @@ class InboxStream:
         config: StreamConfig,
         expires_at: float | None = None,
         transport: str = "sse_json",
+        delivered: DeliveredLive | None = None,
     ) -> None:
         self.user_id = user_id
+        self.delivered = delivered
         self.transport = transport
         self.last_seq = last_seq
         self.subscription = subscription
         self.sessionmaker = sessionmaker
         self.config = config
-        lifetime_end = time.monotonic() + config.max_lifetime_seconds
-        self.deadline = min(lifetime_end, expires_at) if expires_at else lifetime_end
-        self.ends_at_token_expiry = expires_at is not None and expires_at < lifetime_end
+        self.deadline, self.ends_at_token_expiry = stream_deadline(config, expires_at)
         self.sent_seq = 0
         self.sent_version = -1
         self.closed_by_server = False  # shutdown or a reader too slow: do not resume in-process
@@ -80,13 +90,16 @@ class InboxStream:
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The stream's events; each one written is counted by kind, and a notification written
-        live for the first time in this process counts as delivered."""
+        live for the first time in this process counts as delivered (and is recorded as such
+        for its delivery report)."""
         messages = metrics.STREAM_MESSAGES
         hub = self.subscription.hub
         async for event in self._events():
             messages.labels(self.transport, event.kind).inc()
             if self.live and event.kind == "notification" and hub.first_write(self.user_id, event.seq):
                 metrics.observe_delivery(event.payload)
+                if self.delivered is not None:
+                    self.delivered.record(int(event.payload["id"]), time.time())
             yield event
 
     async def _events(self) -> AsyncIterator[StreamEvent]:

@@ -39,11 +39,16 @@ UNSTARTED_GRACE = 2.0  # seconds
 
 class Subscription:
     """One stream's inbox of doorbell messages. Bounded: a stream that does not keep up is
-    marked overflowed and ends; its client resumes by seq."""
+    marked overflowed and ends; its client resumes by seq.
 
-    def __init__(self, hub: Hub, user_id: int, maxsize: int) -> None:
+    A stream that is not the user's inbox (`inbox=False`: a delivery report a page watches) hears
+    only what closes streams (shutdown, its session ending, `resync`) but counts against the
+    user's cap like any other."""
+
+    def __init__(self, hub: Hub, user_id: int, maxsize: int, inbox: bool = True) -> None:
         self.hub = hub
         self.user_id = user_id
+        self.inbox = inbox
         self.unwatch_session: Callable[[], None] | None = None  # set while its session is watched
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
@@ -95,9 +100,9 @@ class Hub:
         self.sessions = sessions if sessions is not None else EndedSessions()
         self._closing: set[Callable[[], None]] = set()
 
-    def subscribe(self, user_id: int, maxsize: int, session: str | None = None) -> Subscription:
+    def subscribe(self, user_id: int, maxsize: int, session: str | None = None, inbox: bool = True) -> Subscription:
         """`session`: the stream closes as soon as that session ends."""
-        subscription = Subscription(self, user_id, maxsize)
+        subscription = Subscription(self, user_id, maxsize, inbox)
         self._by_user[user_id].add(subscription)
         if session is not None:
             subscription.unwatch_session = self.sessions.watch(session, lambda: subscription.offer(SESSION_CLOSED))
@@ -143,7 +148,7 @@ class Hub:
         """The running, not overflowed subscriptions, by user."""
         live: dict[int, list[Subscription]] = {}
         for user_id, subscribers in self._by_user.items():
-            running = [s for s in subscribers if s.started and not s.overflowed]
+            running = [s for s in subscribers if s.inbox and s.started and not s.overflowed]
             if running:
                 live[user_id] = running
         return live
@@ -153,7 +158,7 @@ class Hub:
         if message.get("type") == "session_ended":
             self.sessions.end(str(message["session"]))  # closes the session's streams, refuses its tokens
             return
-        subscribers = tuple(self._by_user.get(int(message["user"]), ()))
+        subscribers = tuple(s for s in self._by_user.get(int(message["user"]), ()) if s.inbox)
         if message.get("type") == "new" and any(s.started and not s.overflowed for s in subscribers):
             metrics.LIVE_RECIPIENTS.inc()
         for subscription in subscribers:

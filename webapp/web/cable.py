@@ -193,6 +193,7 @@ class CableConnection:
                     sessionmaker=self.state.reader_sessionmaker,
                     config=config,
                     transport="cable",
+                    delivered=self.state.delivered_live,
                 )
                 async for event in stream.events():
                     message = _channel_message(event)

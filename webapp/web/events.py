@@ -16,11 +16,13 @@ from webapp.events.services import EventDetails, EventService
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
+from webapp.notifications.delivery_reports import DeliveryReports
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.reviews.services import ReviewService
 from webapp.timeutil import common_timezones
 from webapp.validation import NO_NUL_PATTERN
+from webapp.web.deliveries import EVENT_EMPTY, PAGE_REPORTS
 
 SearchQuery = Annotated[str, QueryParameter(max_length=200, pattern=NO_NUL_PATTERN)]
 
@@ -83,9 +85,21 @@ class EventPages(Controller):
                 can_review = True
             except DomainError:  # any refusal just hides the link
                 can_review = False
+        # Its organizer and admins see how its announcements, changes and cancellation got through.
+        reports = None
+        if user and (user.is_admin or user.id == event.organizer_id):
+            reports = await DeliveryReports(db_session).of_event(event.id, PAGE_REPORTS)
         return Template(
             "event_detail.html",
-            context={"event": event, "groups": groups, "reviews": reviews, "can_review": can_review, "errors": {}},
+            context={
+                "event": event,
+                "groups": groups,
+                "reviews": reviews,
+                "can_review": can_review,
+                "errors": {},
+                "delivery_reports": reports,
+                "reports_empty": EVENT_EMPTY,
+            },
         )
 
     @get("/events/new", guards=[require_user])
@@ -139,14 +153,14 @@ class EventPages(Controller):
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
         try:
-            sent = await service.announce(user, form.get("title", ""), form.get("body", ""), event_id)
+            announced = await service.announce(user, form.get("title", ""), form.get("body", ""), event_id)
         except DomainError as exc:
             if exc.status_code == 404:
                 raise
             await db_session.rollback()
             errors = exc.fields or {"form": exc.message}
             return await _organizer_event_page(db_session, user, event_id, errors=errors, status=exc.status_code)
-        return await _organizer_event_page(db_session, user, event_id, announced=sent)
+        return await _organizer_event_page(db_session, user, event_id, announced=announced.recipients)
 
 
 class EventApi(Controller):

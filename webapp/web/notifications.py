@@ -222,5 +222,5 @@ class NotificationApi(Controller):
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[AnnouncementRequest]
     ) -> AnnouncementAccepted:
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
-        recipients = await service.announce(current_user(request), data.title, data.body, data.event_id)
-        return {"status": "accepted", "recipients": recipients}
+        announced = await service.announce(current_user(request), data.title, data.body, data.event_id)
+        return {"status": "accepted", "recipients": announced.recipients, "report_id": announced.report_id}

@@ -14,6 +14,7 @@ from webapp.http import session_of
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
 from webapp.openapi import api_doc
+from webapp.realtime.doorbell import Subscription
 from webapp.web.stream_access import admit, parse_last_seq, require_stream_user, take_slot, token_deadline
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
@@ -74,23 +75,38 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
         config=state.stream_config,
         expires_at=token_deadline(request),
         transport=transport,
+        delivered=state.delivered_live,
     )
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        metrics.CONNECTIONS_OPENED.labels(transport).inc()
-        metrics.CONNECTIONS_OPEN.labels(transport).inc()
-        try:
-            yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
-            async for event in stream.events():
-                yield encode(event)
-        finally:
-            subscription.close()
-            metrics.CONNECTIONS_OPEN.labels(transport).dec()
-            metrics.CONNECTIONS_CLOSED.labels(transport, stream.end_reason).inc()
+        async for event in stream.events():
+            yield encode(event)
 
-    # A client that leaves before the body starts means this generator never runs, so its
-    # `finally` never does: the hub then frees the never-started slot after a short grace.
-    return ServerSentEvent(messages(), headers=HEADERS)
+    return ServerSentEvent(
+        counted_connection(transport, messages(), subscription, lambda: stream.end_reason), headers=HEADERS
+    )
+
+
+async def counted_connection(
+    transport: str,
+    messages: AsyncIterator[ServerSentEventMessage],
+    subscription: Subscription,
+    end_reason: Callable[[], str],
+) -> AsyncIterator[ServerSentEventMessage]:
+    """A stream's body: counted open while it runs, its doorbell slot freed when it ends.
+
+    A client that leaves before the body starts means this generator never runs, so its `finally`
+    never does: the hub then frees the never-started slot after a short grace."""
+    metrics.CONNECTIONS_OPENED.labels(transport).inc()
+    metrics.CONNECTIONS_OPEN.labels(transport).inc()
+    try:
+        yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
+        async for message in messages:
+            yield message
+    finally:
+        subscription.close()
+        metrics.CONNECTIONS_OPEN.labels(transport).dec()
+        metrics.CONNECTIONS_CLOSED.labels(transport, end_reason()).inc()
 
 
 @get("/notifications/stream", guards=[require_stream_user], opt={"transport": "sse_html"}, include_in_schema=False)

@@ -67,13 +67,16 @@ def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, tr
     return user  # type: ignore[no-any-return]
 
 
-def take_slot(hub: Hub, user_id: int, config: StreamConfig, transport: str, session: str | None = None) -> Subscription:
+def take_slot(
+    hub: Hub, user_id: int, config: StreamConfig, transport: str, session: str | None = None, inbox: bool = True
+) -> Subscription:
     """Subscribes within the per-user cap; no await between the check and the subscription.
-    With `session`, the stream closes as soon as that session ends."""
+    With `session`, the stream closes as soon as that session ends. `inbox=False`: a stream of
+    something else (a delivery report), closed like the others, taking a slot like them."""
     if hub.count(user_id) >= config.max_connections_per_user:
         metrics.CONNECTIONS_REFUSED.labels(transport, "cap").inc()
         raise TooManyConnections(detail=f"At most {config.max_connections_per_user} open streams per user.")
-    return hub.subscribe(user_id, config.queue_size, session)
+    return hub.subscribe(user_id, config.queue_size, session, inbox)
 
 
 def token_deadline(connection: ASGIConnection[Any, Any, Any, Any]) -> float | None:

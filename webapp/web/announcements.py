@@ -1,0 +1,110 @@
+"""Admins announce to everyone from the web UI, and follow each announcement's delivery report live.
+
+The form is a self-contained fragment (`_announcements_admin.html`, its context from
+`announcement_panel`) so another admin page can include it. Sending follows POST-redirect-GET: a
+sent announcement lands on `/admin/announcements?sent=<report id>`, whose notice says so; reloading
+that page sends nothing. A refused one (a missing title, the hourly limit) shows the form again
+with the reason and what was typed. Signed-in people who are not admins get 404 here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import QueryParameter
+from litestar.response import Redirect, ServerSentEvent, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.auth.models import User
+from webapp.errors import DomainError
+from webapp.http import DbSession, current_user, retry_headers
+from webapp.notifications.announcements import AnnouncementService
+from webapp.notifications.delivery_reports import DeliveryCounts, DeliveryReports
+from webapp.web.deliveries import EVERYONE_EMPTY, PAGE_REPORTS, TRANSPORT, watch_reports
+from webapp.web.stream_access import require_stream_user
+
+PATH = "/admin/announcements"
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Signed out: the login page, as everywhere; signed in but not an admin: no such page."""
+    user = connection.user
+    if user is None:
+        raise NotAuthorizedException("Log in to continue.")
+    if not user.is_admin:
+        raise NotFoundException("No such page.")
+
+
+async def announcement_panel(
+    session: AsyncSession,
+    admin: User,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    sent: int | None = None,
+) -> dict[str, Any]:
+    """The context of `_announcements_admin.html`: the form (with what was typed and why it was
+    refused), the announcement just sent, and the latest announcements to everyone."""
+    announced: DeliveryCounts | None = None
+    if sent is not None:
+        try:
+            announced = await DeliveryReports(session).get(admin, sent)
+        except DomainError:
+            announced = None
+        if announced is not None and (announced.kind != "announcement" or announced.event_id is not None):
+            announced = None
+    return {
+        "announce_form": form or {},
+        "announce_errors": errors or {},
+        "announced": announced,
+        "announcements": await DeliveryReports(session).to_everyone(PAGE_REPORTS),
+        "reports_empty": EVERYONE_EMPTY,
+    }
+
+
+def _report_id(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
+
+
+class AdminAnnouncementPages(Controller):
+    path = PATH
+    guards = [require_admin]
+    include_in_schema = False
+
+    @get("/")
+    async def page(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        sent: Annotated[str | None, QueryParameter()] = None,
+    ) -> Template:
+        context = await announcement_panel(db_session, current_user(request), sent=_report_id(sent))
+        return Template("admin_announcements.html", context=context)
+
+    @post("/", status_code=HTTP_303_SEE_OTHER)
+    async def announce(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        admin = current_user(request)
+        form = {k: str(v) for k, v in dict(await request.form()).items() if k in ("title", "body")}
+        service = AnnouncementService(db_session, request.app.state.announcement_limiter)
+        try:
+            announced = await service.announce(admin, form.get("title", ""), form.get("body", ""))
+        except DomainError as exc:
+            await db_session.rollback()
+            errors = exc.fields or {"form": exc.message}
+            context = await announcement_panel(db_session, admin, form=form, errors=errors)
+            return Template(
+                "admin_announcements.html", context=context, status_code=exc.status_code, headers=retry_headers(exc)
+            )
+        return Redirect(f"{PATH}?sent={announced.report_id}", status_code=HTTP_303_SEE_OTHER)
+
+
+@get(
+    f"{PATH}/stream", guards=[require_stream_user, require_admin], opt={"transport": TRANSPORT}, include_in_schema=False
+)
+async def announcement_reports_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+    """The latest announcements to everyone, live, for admins."""
+    return watch_reports(request, lambda reports: reports.to_everyone(PAGE_REPORTS), EVERYONE_EMPTY)
