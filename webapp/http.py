@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
@@ -86,6 +86,15 @@ def provide_settings(request: Request[Any, Any, Any]) -> Settings:
 def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if connection.user is None:
         raise NotAuthorizedException("Log in to continue.")
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Signed out: the login page, as everywhere; signed in but not an admin: no such page."""
+    user = connection.user
+    if user is None:
+        raise NotAuthorizedException("Log in to continue.")
+    if not user.is_admin:
+        raise NotFoundException("No such page.")
 
 
 def current_user(request: Request[Any, Any, Any]) -> User:

@@ -41,9 +41,10 @@ async def test_an_admin_watches_connections_and_notifications_change_live(
         await page.get_by_role("link", name="Operations").click()
     assert (await connected.value).status == 200
     await expect(page.locator("h1")).to_have_text("Operations")
-    await expect(page.get_by_role("link", name="Announce to everyone")).to_have_attribute(
-        "href", "/admin/announcements"
-    )
+    # The page is where an admin announces to everyone: the form, and the reports it leaves.
+    await expect(page.get_by_role("link", name="Announce to everyone")).to_have_attribute("href", "#announce-heading")
+    await expect(page.get_by_role("heading", name="Announce to everyone")).to_be_visible()
+    await expect(page.get_by_role("button", name="Send to everyone")).to_be_visible()
     await page.evaluate("window.__samePage = true")
     # The admin's own bell stream counts among the page streams once a sample has it.
     await expect(page.locator('[data-transport="sse_html"]')).not_to_have_text("0")

@@ -75,7 +75,9 @@ async def test_the_operations_page_is_for_admins_only(http, session) -> None:
     html = await page(http, admin)
     assert "<h1>Operations</h1>" in html
     assert 'href="/admin/ops"' in (await http.get("/", headers=bearer(admin))).text  # the nav link
-    assert 'href="/admin/announcements"' in html  # where an admin announces to everyone
+    # where an admin announces to everyone, and follows the announcements' reports live
+    assert 'action="/admin/announcements"' in html and 'name="title"' in html
+    assert 'hx-sse:connect="/admin/announcements/stream"' in html
     assert 'hx-sse:connect="/admin/ops/stream"' in html
 
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, NotFoundException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -22,22 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.errors import DomainError
-from webapp.http import DbSession, current_user, retry_headers
+from webapp.http import DbSession, current_user, require_admin, retry_headers
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.delivery_reports import DeliveryCounts, DeliveryReports
 from webapp.web.deliveries import EVERYONE_EMPTY, PAGE_REPORTS, TRANSPORT, watch_reports
 from webapp.web.stream_access import require_stream_user
 
 PATH = "/admin/announcements"
-
-
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Signed out: the login page, as everywhere; signed in but not an admin: no such page."""
-    user = connection.user
-    if user is None:
-        raise NotAuthorizedException("Log in to continue.")
-    if not user.is_admin:
-        raise NotFoundException("No such page.")
 
 
 async def announcement_panel(

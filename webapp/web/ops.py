@@ -18,27 +18,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request, get
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import PermissionDeniedException
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from webapp.db import utcnow
-from webapp.http import session_of
+from webapp.http import DbSession, current_user, require_admin, session_of
 from webapp.ops.figures import aggregate, read_since
 from webapp.ops.views import OpsView, ops_view
+from webapp.web.announcements import announcement_panel
 from webapp.web.sse import HEADERS, RETRY_MS
 from webapp.web.stream_access import origin_allowed, token_deadline
 
 # New samples arrive every OPS_SAMPLE_SECONDS; the page is refreshed as often, at most this long apart.
 REFRESH_MAX_SECONDS = 5.0
-
-
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    if connection.user is None:
-        raise NotAuthorizedException("Log in to continue.")
-    if not connection.user.is_admin:
-        raise NotFoundException("There is no such page.")
 
 
 async def _view(request: Request[Any, Any, Any]) -> OpsView:
@@ -53,8 +45,10 @@ async def _view(request: Request[Any, Any, Any]) -> OpsView:
 
 
 @get("/admin/ops", guards=[require_admin], include_in_schema=False)
-async def ops_page(request: Request[Any, Any, Any]) -> Template:
-    return Template("ops.html", context={"ops": await _view(request)})
+async def ops_page(request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+    # The page is also where an admin announces to everyone (the form posts to /admin/announcements).
+    announcing = await announcement_panel(db_session, current_user(request))
+    return Template("ops.html", context={"ops": await _view(request), **announcing})
 
 
 @get("/admin/ops/stream", guards=[require_admin], include_in_schema=False)
