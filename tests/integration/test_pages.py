@@ -250,8 +250,16 @@ async def test_an_organizer_announces_from_the_event_page(client):
     sent = await post_form(
         client, f"/organizer/events/{event['id']}/announce", {"title": "Bring an umbrella", "body": ""}
     )
-    assert sent.status_code == 200 and "Sent to 1 attendee." in sent.text
+    # POST-redirect-GET: the result is a page of its own, and loading it again sends nothing again.
+    assert sent.status_code == 303, sent.text
+    landing = sent.headers["location"]
+    assert landing.startswith(f"/organizer/events/{event['id']}?sent=")
+    for _ in range(2):
+        page = await client.get(landing)
+        assert page.status_code == 200 and "“Bring an umbrella” is on its way to" in page.text
     received = await inbox(client, attendee_token, query="type=general")
     assert [n["title"] for n in received["items"]] == ["Bring an umbrella"]
+    # A made-up report id shows no notice.
+    assert "on its way" not in (await client.get(f"/organizer/events/{event['id']}?sent=999999")).text
     other = await post_form(client, f"/organizer/events/{stranger_event['id']}/announce", {"title": "x"})
     assert other.status_code == 404

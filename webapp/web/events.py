@@ -1,22 +1,23 @@
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_303_SEE_OTHER
 
 from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
-from webapp.errors import DomainError, ValidationFailed
+from webapp.errors import DomainError, NotFound, ValidationFailed
 from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
 from webapp.events.schemas import EventCreate, EventJson, EventPage, EventPatch, event_json
 from webapp.events.services import EventDetails, EventService
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
-from webapp.notifications.delivery_reports import DeliveryReports
+from webapp.notifications.delivery_reports import DeliveryCounts, DeliveryReports
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.reviews.services import ReviewService
@@ -46,7 +47,7 @@ async def _organizer_event_page(
     user: Any,
     event_id: int,
     errors: dict[str, str] | None = None,
-    announced: int | None = None,
+    announced: DeliveryCounts | None = None,
     status: int = 200,
 ) -> Template:
     event = await EventService(session).get_organized(user, event_id)
@@ -144,11 +145,25 @@ class EventPages(Controller):
         return Template("organizer.html", context={"events": events})
 
     @get("/organizer/events/{event_id:int}", guards=[require_user])
-    async def attendees(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
-        return await _organizer_event_page(db_session, current_user(request), event_id)
+    async def attendees(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        event_id: RowId,
+        sent: Annotated[str | None, QueryParameter()] = None,
+    ) -> Template:
+        user = current_user(request)
+        announced = None
+        if sent and sent.isdigit() and len(sent) < 10:  # the report of an announcement just sent
+            with contextlib.suppress(NotFound):
+                report = await DeliveryReports(db_session).get(user, int(sent))
+                announced = report if report.event_id == event_id else None
+        return await _organizer_event_page(db_session, user, event_id, announced=announced)
 
-    @post("/organizer/events/{event_id:int}/announce", guards=[require_user], status_code=HTTP_200_OK)
-    async def announce(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
+    @post("/organizer/events/{event_id:int}/announce", guards=[require_user], status_code=HTTP_303_SEE_OTHER)
+    async def announce(
+        self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId
+    ) -> Template | Redirect:
         user = current_user(request)
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
@@ -160,7 +175,8 @@ class EventPages(Controller):
             await db_session.rollback()
             errors = exc.fields or {"form": exc.message}
             return await _organizer_event_page(db_session, user, event_id, errors=errors, status=exc.status_code)
-        return await _organizer_event_page(db_session, user, event_id, announced=announced.recipients)
+        # POST-redirect-GET: reloading the result must not announce again.
+        return Redirect(f"/organizer/events/{event_id}?sent={announced.report_id}", status_code=HTTP_303_SEE_OTHER)
 
 
 class EventApi(Controller):
