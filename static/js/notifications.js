@@ -433,6 +433,7 @@
   const MAX_TOASTS = 3;
   const TONES = {
     booking_confirmed: "success",
+    payment_refunded: "success",
     payment_failed: "failure",
     booking_cancelled: "warning",
     event_cancelled: "warning",
