@@ -22,13 +22,12 @@ from webapp.bookings.schemas import (
 from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.db import MAX_ROW_ID
 from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
-from webapp.events.services import EventService
-from webapp.groups.services import GroupService
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, error_json, require_user
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.validation import parse_int
 from webapp.web.auth import safe_next
+from webapp.web.events import event_page
 
 
 async def _payment_page(
@@ -112,14 +111,8 @@ class BookingPages(Controller):
     async def _detail_with_error(
         self, request: Request[Any, Any, Any], session: AsyncSession, event_id: RowId, exc: DomainError
     ) -> Template:
-        event = await EventService(session).get(event_id)
-        groups = await GroupService(session).list_for_member(current_user(request))
         errors = exc.fields or {"booking": exc.message}
-        return Template(
-            "event_detail.html",
-            context={"event": event, "groups": groups, "reviews": [], "can_review": False, "errors": errors},
-            status_code=exc.status_code,
-        )
+        return await event_page(session, current_user(request), event_id, errors, exc.status_code)
 
     @get("/bookings")
     async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:

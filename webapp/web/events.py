@@ -7,7 +7,9 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_303_SEE_OTHER
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.auth.models import User
 from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
 from webapp.errors import DomainError, NotFound, ValidationFailed
@@ -59,6 +61,39 @@ async def _organizer_event_page(
     )
 
 
+async def event_page(
+    session: AsyncSession, user: User | None, event_id: int, errors: dict[str, str] | None = None, status: int = 200
+) -> Template:
+    """The event's page; a refused booking re-renders all of it, with the reason beside the form."""
+    event = await EventService(session).get(event_id)
+    groups = await GroupService(session).list_for_member(user) if user else []
+    reviews = await ReviewService(session).list_for_event(event_id)
+    can_review = False
+    if user:
+        try:
+            await ReviewService(session).check_can_review(user, event)
+            can_review = True
+        except DomainError:  # any refusal just hides the link
+            can_review = False
+    # Its organizer and admins see how its announcements, changes and cancellation got through.
+    reports = None
+    if user and (user.is_admin or user.id == event.organizer_id):
+        reports = await DeliveryReports(session).of_event(event.id, PAGE_REPORTS)
+    return Template(
+        "event_detail.html",
+        context={
+            "event": event,
+            "groups": groups,
+            "reviews": reviews,
+            "can_review": can_review,
+            "errors": errors or {},
+            "delivery_reports": reports,
+            "reports_empty": EVENT_EMPTY,
+        },
+        status_code=status,
+    )
+
+
 class EventPages(Controller):
     path = "/"
     include_in_schema = False
@@ -75,33 +110,7 @@ class EventPages(Controller):
 
     @get("/events/{event_id:int}")
     async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
-        event = await EventService(db_session).get(event_id)
-        user = request.user
-        groups = await GroupService(db_session).list_for_member(user) if user else []
-        reviews = await ReviewService(db_session).list_for_event(event_id)
-        can_review = False
-        if user:
-            try:
-                await ReviewService(db_session).check_can_review(user, event)
-                can_review = True
-            except DomainError:  # any refusal just hides the link
-                can_review = False
-        # Its organizer and admins see how its announcements, changes and cancellation got through.
-        reports = None
-        if user and (user.is_admin or user.id == event.organizer_id):
-            reports = await DeliveryReports(db_session).of_event(event.id, PAGE_REPORTS)
-        return Template(
-            "event_detail.html",
-            context={
-                "event": event,
-                "groups": groups,
-                "reviews": reviews,
-                "can_review": can_review,
-                "errors": {},
-                "delivery_reports": reports,
-                "reports_empty": EVENT_EMPTY,
-            },
-        )
+        return await event_page(db_session, request.user, event_id)
 
     @get("/events/new", guards=[require_user])
     async def new(self) -> Template:
