@@ -19,11 +19,11 @@ from sqlalchemy.exc import ArgumentError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 MIN_SECRET_KEY_LENGTH = 32
-MIN_SECRET_KEY_DISTINCT = 10
+MIN_SECRET_KEY_DISTINCT = 8
 MIN_SECRET_KEY_BITS = 80  # estimated; a 32-character hex key (128 real bits) scores 98 to 125
 # Of characters that continue a run (aaa, 123, cba) or repeat an earlier 4 characters: a random
 # key has about 1 % of them.
-MAX_SECRET_KEY_PATTERN_SHARE = 1 / 4
+MAX_SECRET_KEY_PATTERN_SHARE = 1 / 3
 
 
 class SettingsError(RuntimeError):

@@ -79,7 +79,8 @@ async def test_queue_depth_dead_letters_and_worker_samples_on_the_redis_broker(d
                 "the worker ran the announcement and dead-lettered the bad job",
             )
             # two notifications (admin and member), created by the worker: only its samples know them
-            assert processes(done, "web") == 1
+            # this web process (the session's browser-test server shares the database and may report too)
+            assert processes(done, "web") >= 1
             await until(
                 http, admin, lambda html: float(figure(html, "notifications")) >= 2, "the worker's notifications"
             )
