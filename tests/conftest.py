@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import delete, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,7 @@ from tests.services import throwaway_postgres_database
 from tidings.app import create_app
 from tidings.cli import upgrade_database
 from webapp.db import Base, create_engine, create_sessionmaker
+from webapp.outbox.models import OutboxMessage
 from webapp.settings import Settings, load_settings
 from webapp.tables import import_all_models
 
@@ -82,6 +83,26 @@ async def clean_database(engine: Any) -> AsyncIterator[None]:
             if "deadlock" not in str(exc) or attempt == 4:
                 raise
             await asyncio.sleep(0.5)
+
+
+JOBS_SETTLE_SECONDS = 10.0
+
+
+async def wait_for_live_jobs(engine: Any, within: float = JOBS_SETTLE_SECONDS) -> None:
+    """Waits (at most `within` seconds) until no outbox row waits for its job. A live server
+    outlives the test: a job the test started (an announcement's fan-out) may still be running
+    when the database is emptied, and would then write rows that point at deleted ones."""
+    deadline = asyncio.get_running_loop().time() + within
+    pending = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.completed_at.is_(None), OutboxMessage.failed_at.is_(None))
+    )
+    while asyncio.get_running_loop().time() < deadline:
+        async with engine.connect() as conn:
+            if not await conn.scalar(pending):
+                return
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

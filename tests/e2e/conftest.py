@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, Response, async_playwright, expect
 
-from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
+from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET, wait_for_live_jobs
 from tests.services import LiveServer
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -98,6 +98,14 @@ def no_server_errors(live_server: LiveServer) -> Iterator[None]:
     summary = server_tracebacks(live_server.log_path, start)
     if summary:
         pytest.fail(f"the server logged exceptions during this test:\n{summary}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+async def jobs_settled(engine: Any, no_server_errors: None) -> AsyncIterator[None]:
+    """After no_server_errors's check (so torn down before it) and before the database is emptied: the
+    jobs this test started have ended, and what they logged is this test's."""
+    yield
+    await wait_for_live_jobs(engine)
 
 
 def _summarize_tracebacks(log: str) -> str:

@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET
+from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET, wait_for_live_jobs
 from tests.services import LiveServer
 from webapp.auth.models import User
 from webapp.db import utcnow
@@ -179,6 +179,14 @@ def no_new_tracebacks() -> Iterator[None]:
             log.seek(sizes.get(path, 0))
             new = log.read().decode(errors="replace")
         assert "Traceback" not in new, f"{path} logged a traceback during this test:\n{new[-4000:]}"
+
+
+@pytest.fixture(autouse=True)
+async def jobs_settled(engine: Any, no_new_tracebacks: None) -> AsyncIterator[None]:
+    """After no_new_tracebacks's check (so torn down before it) and before the database is emptied: the
+    jobs this test started have ended, and what they logged is this test's."""
+    yield
+    await wait_for_live_jobs(engine)
 
 
 @pytest.fixture(autouse=True)
