@@ -11,6 +11,7 @@ from tests.conftest import DEFAULT_PASSWORD
 from tests.e2e.conftest import ContextFactory, Screenshots
 from tests.e2e.layout_helpers import VIEWPORTS, viewport_options
 from tests.e2e.notifications_helpers import ApiClient, sign_in
+from tests.e2e.test_notifications_ui import axe_violations, serious
 
 BROWSER_ZONE = "Pacific/Auckland"
 ZONE = "#f-timezone"
@@ -33,7 +34,8 @@ async def search_list(page: Page, typed: str) -> list[str]:
 async def test_register_and_new_event_start_from_the_browser_zone_and_the_list_is_searchable(
     viewport: str, new_context: ContextFactory, shot: Screenshots
 ) -> None:
-    context = await new_context(**viewport_options(viewport, timezone_id=BROWSER_ZONE))
+    # bypass_csp: axe is added as a script tag (CSP compliance: test_security_headers_ui.py).
+    context = await new_context(**viewport_options(viewport, timezone_id=BROWSER_ZONE, bypass_csp=True))
     page = await context.new_page()
     await page.goto("/register")
     await expect(page.locator(ZONE)).to_have_value(BROWSER_ZONE)
@@ -43,6 +45,7 @@ async def test_register_and_new_event_start_from_the_browser_zone_and_the_list_i
     await expect(page.locator('#zones-timezone option[value="Asia/Calcutta"]')).to_have_count(0)
     await expect(page.locator('#zones-timezone option[value="Asia/Kolkata"]')).to_have_count(1)
     await shot(page, f"{viewport}-register-browser-zone")
+    problems = serious(await axe_violations(page, "document"), f"register ({viewport})")
     await page.fill("#f-email", f"zones-{viewport}@example.com")
     await page.fill("#f-password", DEFAULT_PASSWORD)
     await page.fill("#f-name", "Zoe Zones")
@@ -60,6 +63,8 @@ async def test_register_and_new_event_start_from_the_browser_zone_and_the_list_i
     assert "America/Argentina/Buenos_Aires" in await search_list(page, "argentina")
     await page.locator(ZONE).fill("Europe/Berlin")
     await shot(page, f"{viewport}-new-event-zone-searched")
+    problems += serious(await axe_violations(page, "document"), f"new event ({viewport})")
+    assert not problems, problems
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

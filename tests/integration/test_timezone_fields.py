@@ -77,6 +77,10 @@ async def test_a_zone_that_does_not_exist_is_refused_on_every_form_and_changes_n
     assert await session.scalar(select(func.count(Event.id))) == 0
     await session.rollback()
 
-    # An old alias is not offered but is still a valid zone.
+    # An old alias is not offered but is still a valid zone; spaces typed around a zone are dropped.
     accepted = await post_form(client, "/profile", {"name": "Earthling", "timezone": "Asia/Calcutta"})
     assert accepted.status_code == 200
+    accepted = await post_form(client, "/profile", {"name": "Earthling", "timezone": " Europe/Paris "})
+    assert accepted.status_code == 200
+    assert (await session.scalar(select(User.timezone).where(User.email == "earth@example.com"))) == "Europe/Paris"
+    await session.rollback()
