@@ -467,9 +467,9 @@
   // Texts are set with textContent: a title is what a user typed, never markup.
   // The initials of the person who caused it (decoration: their name is in the text).
   function avatar(initials, tone) {
-    const span = element("span", `toast-avatar avatar-${Number(tone) || 0}`, initials);
-    span.setAttribute("aria-hidden", "true");
-    return span;
+    const circle = element("div", `toast-avatar avatar-${Number(tone) || 0}`, initials);
+    circle.setAttribute("aria-hidden", "true");
+    return circle;
   }
 
   function makeToast({ tone, iconName, kind, title, body, url, type, actorInitials, actorTone, actorName }) {
