@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import dramatiq
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from jobs import runtime
 from jobs.broker import broker as _broker  # noqa: F401 - configures Dramatiq before the actors below
@@ -32,6 +32,8 @@ from webapp.bookings.payment_models import Payment
 from webapp.bookings.services import EVENT_CANCELLED
 from webapp.deliveries.services import DeliveryReportService, event_change_key
 from webapp.events.models import Event, EventChange
+from webapp.notifications import announcements
+from webapp.notifications.announcements import attending_since
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
 from webapp.outbox.services import enqueue_after_commit
@@ -260,7 +262,7 @@ async def _tell_updates(
     }
     if version not in history and message_changes:  # queued before changes were stored per version
         history[version] = (message_changes, None)
-    attending_since = await _attending_since(session, event_id, user_ids)
+    seated_since = await attending_since(session, event_id, user_ids)
     reports = await _update_reports(session, event_id, history)
     service = NotificationService(session)
     users = await _users(session, user_ids)
@@ -270,9 +272,9 @@ async def _tell_updates(
     )
     items, replaced, settled = [], [], []
     for user in users:
-        if user.id not in attending_since:
+        if user.id not in seated_since:
             continue  # no longer holds a seat
-        since = attending_since[user.id]
+        since = seated_since[user.id]
         earlier = known.get(user.id, [])
         told = {v for n in earlier for v in _told_versions(n)}
         untold = [
@@ -333,18 +335,6 @@ def _told_versions(notification: Any) -> list[int]:
     return [int(v) for v in data.get("versions", [data.get("version", 0)])]
 
 
-async def _attending_since(session: Any, event_id: int, user_ids: Sequence[int]) -> dict[int, datetime | None]:
-    """Recipients who hold a confirmed seat, with when they first got one (changes made before
-    are what they booked, not news)."""
-    statement = (
-        select(BookingAttendee.user_id, func.min(Booking.confirmed_at))
-        .join(Booking, Booking.id == BookingAttendee.booking_id)
-        .where(Booking.event_id == event_id, Booking.status == "confirmed", BookingAttendee.user_id.in_(user_ids))
-        .group_by(BookingAttendee.user_id)
-    )
-    return {user_id: since for user_id, since in await session.execute(statement)}
-
-
 def _group(notifications: Sequence[Any]) -> dict[int, list[Any]]:
     grouped: dict[int, list[Any]] = {}
     for n in notifications:
@@ -366,10 +356,7 @@ async def fan_out_announcement(
     outbox_id: int | None = None,
 ) -> None:
     async with runtime.session(outbox_id) as session:
-        if event_id is not None:
-            recipients = await confirmed_attendees(session, event_id)
-        else:
-            recipients = list(await session.scalars(select(User.id).order_by(User.id)))
+        recipients = await announcements.recipients(session, event_id, report_id)
         await plan(session, report_id, recipients)
         send_chunks(
             session,
@@ -396,25 +383,11 @@ async def notify_announcement(
     report_id: int | None = None,
     outbox_id: int | None = None,
 ) -> None:
+    """Writes the announcement in send order: any earlier one of the sender's still unwritten
+    for these people is written first (webapp.notifications.announcements)."""
     async with runtime.session(outbox_id) as session:
-        await NotificationService(session).notify_many(
-            [
-                NewNotification(
-                    user_id=user_id,
-                    type="general",
-                    title=title,
-                    body=body,
-                    url=f"/events/{event_id}" if event_id else "/",
-                    data={"announcement": announcement},
-                    actor_id=sender_id,
-                    subject_kind="event" if event_id else None,
-                    subject_id=event_id,
-                    dedupe_key=f"announcement:{announcement}",
-                    report_id=report_id,
-                )
-                for user_id in user_ids
-            ]
-        )
+        told = announcements.Announcement(announcement, sender_id, title, body, event_id, report_id)
+        await announcements.write_in_send_order(session, told, user_ids)
         await session.commit()
 
 

@@ -2,6 +2,9 @@
 // handlers (the Content-Security-Policy runs no inline script):
 //   <form data-confirm="Question?">   asks before submitting; Cancel keeps the page as it is.
 //   <select data-submit-on-change>    submits its form when a new option is chosen (filters).
+//   <input data-browser-zone="default"> a time zone not chosen yet: set to the browser's zone.
+//   <input data-browser-zone="suggest"> the person's own zone: a button offers the browser's
+//                                       when it differs. The server still checks what is sent.
 (() => {
   "use strict";
   document.addEventListener("submit", (event) => {
@@ -12,4 +15,29 @@
     const select = event.target.closest("select[data-submit-on-change]");
     if (select?.form) select.form.requestSubmit();
   });
+
+  const browserZone = (() => {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch {
+      return "";
+    }
+  })();
+  for (const input of document.querySelectorAll("input[data-browser-zone]")) {
+    if (!browserZone || input.value === browserZone) continue;
+    if (input.dataset.browserZone === "default") {
+      input.value = browserZone;
+      continue;
+    }
+    const use = document.createElement("button");
+    use.type = "button";
+    use.className = "btn btn-small browser-zone";
+    use.textContent = `Use this device's time zone (${browserZone})`;
+    use.addEventListener("click", () => {
+      input.value = browserZone;
+      use.remove();
+      input.focus();
+    });
+    input.after(use);
+  }
 })();

@@ -465,12 +465,19 @@
   }
 
   // Texts are set with textContent: a title is what a user typed, never markup.
-  function makeToast({ tone, iconName, kind, title, body, url, type }) {
+  // The initials of the person who caused it (decoration: their name is in the text).
+  function avatar(initials, tone) {
+    const circle = element("div", `toast-avatar avatar-${Number(tone) || 0}`, initials);
+    circle.setAttribute("aria-hidden", "true");
+    return circle;
+  }
+
+  function makeToast({ tone, iconName, kind, title, body, url, type, actorInitials, actorTone, actorName }) {
     const toast = element("div", `toast toast-${tone}`);
     if (type) toast.dataset.type = type;
     const text = element(url ? "a" : "div", "toast-text");
     if (url) text.href = url;
-    if (kind) text.append(element("small", "toast-kind", kind));
+    if (kind) text.append(element("small", "toast-kind", actorName ? `${kind} · ${actorName}` : kind));
     text.append(element("strong", "", title));
     if (body) text.append(element("span", "", body));
     const close = element("button", "toast-close", "×");
@@ -478,7 +485,7 @@
     close.setAttribute("aria-label", `Dismiss: ${title}`);
     // A click from the keyboard (Enter, Space) has no pointer detail: focus then moves on.
     close.addEventListener("click", (event) => dismiss(toast, event.detail === 0));
-    toast.append(icon(iconName), text, close);
+    toast.append(actorInitials ? avatar(actorInitials, actorTone) : icon(iconName), text, close);
     toast.addEventListener("mouseenter", () => hold(toast, "hover"));
     toast.addEventListener("mouseleave", () => release(toast, "hover"));
     toast.addEventListener("focusin", () => hold(toast, "focus"));
@@ -581,8 +588,9 @@
 
   function toastFor(data) {
     if (summary?.element.isConnected || toasts.children.length >= MAX_TOASTS) return summarize(1);
-    const { type, kind, title, body, url } = data;
-    show(makeToast({ tone: TONES[type] || "info", iconName: type, kind, title, body, url, type }));
+    const { type, kind, title, body, url, actorInitials, actorTone, actorName } = data;
+    const tone = TONES[type] || "info";
+    show(makeToast({ tone, iconName: type, kind, title, body, url, type, actorInitials, actorTone, actorName }));
   }
 
   function showError(message) {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,13 +17,12 @@ import pytest
 from sqlalchemy import select
 
 import jobs.dispatch
-from jobs import runtime
 from jobs.fanout import notify_event_change
 from tests.crowd import UNUSABLE_PASSWORD_HASH
 from webapp.auth.models import User
 from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
-from webapp.db import create_sessionmaker, utcnow
+from webapp.db import utcnow
 from webapp.events.services import EventDetails, EventService
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NotificationService
@@ -45,18 +44,6 @@ def fan_outs() -> Iterator[list[dict[str, Any]]]:
     set_dispatcher(record)
     yield captured
     set_dispatcher(jobs.dispatch.send_by_name)
-
-
-@pytest.fixture
-async def jobs_runtime(settings: Any) -> AsyncIterator[None]:
-    runtime.configure(settings)
-    yield
-    await runtime.dispose()
-
-
-@pytest.fixture
-def maker(engine: Any) -> Any:
-    return create_sessionmaker(engine)
 
 
 async def user(maker: Any, email: str) -> int:

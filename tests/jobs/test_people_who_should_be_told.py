@@ -8,7 +8,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from tests.api import bearer, book, create_event, eventually, register
+from tests.api import bearer, book, create_event, eventually, inbox, register
 from tests.integration.rows import insert_booking, insert_event
 
 
@@ -76,11 +76,12 @@ async def test_an_organizer_hears_of_each_new_review(client, session) -> None:
     assert item["body"] == "Loved it."
     assert item["url"] == f"/events/{event.id}#reviews"
     assert item["data"]["rating"] == 4 and item["data"]["event_id"] == event.id
+    assert item["actor"] == {"id": attendee["id"], "name": "Rita", "initials": "R"}
     assert await unread(client, token, "review_received") == []  # the reviewer is not told
 
 
 async def test_a_group_owner_hears_of_every_answer_to_their_invitations(client) -> None:
-    _, owner = await register(client)
+    owner_user, owner = await register(client, name="Olive Owner")
     accepting, accepting_token = await register(client, name="Ben")
     declining, declining_token = await register(client, name="Chloe")
     group = (await client.post("/api/v1/groups", json={"name": "Friday Crew"}, headers=bearer(owner))).json()
@@ -93,10 +94,10 @@ async def test_a_group_owner_hears_of_every_answer_to_their_invitations(client) 
         for person in (accepting, declining)
     ]
     accept = await client.post(f"/api/v1/invitations/{invitations[0]['id']}/accept", headers=bearer(accepting_token))
-    decline = await client.post(
-        f"/api/v1/invitations/{invitations[1]['id']}/decline", headers=bearer(declining_token)
-    )
+    decline = await client.post(f"/api/v1/invitations/{invitations[1]['id']}/decline", headers=bearer(declining_token))
     assert (accept.status_code, decline.status_code) == (200, 200)
+    [invited] = (await inbox(client, accepting_token, query="type=group_invitation"))["items"]
+    assert invited["actor"] == {"id": owner_user["id"], "name": "Olive Owner", "initials": "OO"}
 
     async def both() -> list[dict[str, Any]] | None:
         items = await unread(client, owner, "invitation_answered")
@@ -109,6 +110,8 @@ async def test_a_group_owner_hears_of_every_answer_to_their_invitations(client) 
     ]
     assert items[0]["url"] == f"/groups/{group['id']}"
     assert [n["data"]["invitation_status"] for n in items] == ["accepted", "declined"]
+    assert [n["actor"]["id"] for n in items] == [accepting["id"], declining["id"]]
+    assert [n["actor"]["initials"] for n in items] == ["B", "C"]
     # Answering again changes nothing and tells nobody twice.
     again = await client.post(f"/api/v1/invitations/{invitations[0]['id']}/accept", headers=bearer(accepting_token))
     assert again.status_code == 409

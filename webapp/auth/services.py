@@ -81,6 +81,7 @@ class AccountService:
 
     async def register(self, email: str, password: str, name: str, timezone: str = "UTC", role: str = "member") -> User:
         email = normalize_email(email)
+        timezone = timezone.strip()  # typed into a text field: spaces around it are not part of it
         errors = validate_profile(name, timezone)
         if not is_valid_email(email):
             errors["email"] = "Enter a valid email address."
@@ -138,6 +139,7 @@ class AccountService:
         return await self.session.get(User, user_id)
 
     async def update_profile(self, user: User, name: str, timezone: str) -> User:
+        timezone = timezone.strip()
         errors = validate_profile(name, timezone)
         if errors:
             raise ValidationFailed(errors)

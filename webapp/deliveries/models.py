@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, get_args
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base, UTCDateTime, utcnow
@@ -38,6 +38,10 @@ class DeliveryReport(Base):
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), default=None)
     sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    # An announcement's text: a later announcement of the same sender to the same people writes
+    # this one first when its own fan-out has not yet (webapp.notifications.announcements), so
+    # it must be able to tell it. None for event changes and for announcements sent before.
+    body: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # How many people the fan-out planned to tell; None until its first job has counted them.
     recipients: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -37,6 +37,7 @@ class DeliveryReportService:
         title: str,
         event_id: int | None = None,
         sender_id: int | None = None,
+        body: str | None = None,
     ) -> int:
         """The id of the report with this key, written now unless it exists."""
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
@@ -49,6 +50,7 @@ class DeliveryReportService:
                 title=title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…",
                 event_id=event_id,
                 sender_id=sender_id,
+                body=body,
             )
             .on_conflict_do_nothing(index_elements=["key"])
         )

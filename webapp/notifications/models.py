@@ -4,8 +4,9 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from webapp.auth.models import User
 from webapp.db import Base, UTCDateTime, utcnow
 from webapp.deliveries.models import DeliveryReport  # noqa: F401 - the table report_id refers to
 
@@ -77,6 +78,8 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     url: Mapped[str] = mapped_column(String(500), default="/")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The person whose act it tells (the inviter, the announcer, the reviewer, the one booker of
+    # an organizer's news); None when no one person caused it.
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     subject_kind: Mapped[str | None] = mapped_column(String(32), default=None)
     subject_id: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -93,6 +96,10 @@ class Notification(Base):
     # batches by webapp.notifications.delivered, a moment after the write).
     report_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_reports.id", ondelete="SET NULL"), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Loaded with the rows in one more query (only for rows that have an actor); never joined,
+    # so rows can still be locked FOR UPDATE.
+    actor: Mapped[User | None] = relationship(foreign_keys=[actor_id], lazy="selectin")
 
 
 class NotificationCounter(Base):

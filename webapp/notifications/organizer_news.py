@@ -41,6 +41,8 @@ async def tell_organizer(service: NotificationService, event: Event, booking: Bo
             body=f"{event.seats_booked} of {event.capacity} seats booked",
             url=f"/organizer/events/{event.id}",
             data={"event_id": event.id, **counted},
+            # One person's booking (or cancellation) is theirs; a count of several is no one's.
+            actor_id=booking.user_id if len(counted["booked"]) + len(counted["cancelled"]) == 1 else None,
             subject_kind="event",
             subject_id=event.id,
             dedupe_key=f"event_bookings:{event.id}:{change}:{booking.id}",

@@ -7,6 +7,14 @@ from typing import Any, TypedDict
 from webapp.openapi import Timestamp
 
 
+class ActorJson(TypedDict):
+    """The person whose act a notification tells; `initials` (1 or 2 letters) for an avatar."""
+
+    id: int
+    name: str
+    initials: str
+
+
 class NotificationJson(TypedDict):
     id: int
     seq: int
@@ -19,6 +27,9 @@ class NotificationJson(TypedDict):
     seen_at: Timestamp | None
     read_at: Timestamp | None
     obsolete: bool
+    # Who caused it (an inviter, an announcer, a reviewer, the one booker of an organizer's
+    # news); null when no other person did (reminders, your own booking, several bookers).
+    actor: ActorJson | None
 
 
 class NotificationPage(TypedDict):

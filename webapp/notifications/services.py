@@ -31,7 +31,7 @@ from webapp.notifications.models import (
     Notification,
     NotificationCounter,
 )
-from webapp.notifications.schemas import NotificationJson
+from webapp.notifications.schemas import ActorJson, NotificationJson
 from webapp.pagination import MAX_PAGE_SIZE
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
 from webapp.realtime.protocol import CountMessage, Message, NewMessage, ReadMessage, to_wire
@@ -77,6 +77,8 @@ class CreatedNotification:
     data: dict[str, Any]
     created_at: datetime
     expires_at: datetime | None
+    actor_id: int | None
+    actor_name: str | None
     seen_at: None = None
     read_at: None = None
     obsolete_at: None = None
@@ -91,6 +93,7 @@ class CreatedNotification:
         "data",
         "created_at",
         "expires_at",
+        "actor_id",
     )
 
 
@@ -99,6 +102,26 @@ class InboxState:
     unread_count: int
     seq: int
     version: int
+
+
+def initials(name: str) -> str:
+    """One or two letters for an avatar: the first letters of the first and last words of a name
+    ("Ada Lovelace" → "AL", "Cher" → "C"), "?" when it has none."""
+    words = [word for word in name.split() if word[0].isalnum()]
+    if not words:
+        return "?"
+    letters = words[0][0] + (words[-1][0] if len(words) > 1 else "")
+    return letters.upper()
+
+
+def actor_json(n: Notification | CreatedNotification) -> ActorJson | None:
+    """Who caused it, when that was someone other than its recipient."""
+    if n.actor_id is None or n.actor_id == n.user_id:
+        return None
+    name = n.actor_name if isinstance(n, CreatedNotification) else (n.actor.name if n.actor else None)
+    if name is None:
+        return None
+    return {"id": n.actor_id, "name": name, "initials": initials(name)}
 
 
 def notification_json(n: Notification | CreatedNotification, created_iso: str | None = None) -> NotificationJson:
@@ -114,6 +137,7 @@ def notification_json(n: Notification | CreatedNotification, created_iso: str | 
         "seen_at": n.seen_at.isoformat() if n.seen_at else None,
         "read_at": n.read_at.isoformat() if n.read_at else None,
         "obsolete": n.obsolete_at is not None,
+        "actor": actor_json(n),
     }
 
 
@@ -140,7 +164,7 @@ class NotificationService:
         """Adds notifications in the caller's transaction, skipping dedupe_keys already used
         for that user. The doorbell rings for each after the caller commits."""
         items = [_fitted(item) for item in items]
-        items = await self._for_existing_accounts(items)
+        items, names = await self._for_existing_accounts(items)
         if not items:
             return []
         user_ids = sorted({item.user_id for item in items})
@@ -183,7 +207,9 @@ class NotificationService:
         ids = {(user_id, seq): notification_id for notification_id, user_id, seq in inserted}
         created = [
             CreatedNotification(
-                id=ids[(row["user_id"], row["seq"])], **{k: row[k] for k in CreatedNotification.ROW_FIELDS}
+                id=ids[(row["user_id"], row["seq"])],
+                actor_name=names.get(row["actor_id"]) if row["actor_id"] else None,
+                **{k: row[k] for k in CreatedNotification.ROW_FIELDS},
             )
             for row in rows
         ]
@@ -506,18 +532,27 @@ class NotificationService:
                 counters[user_id] = {"last_seq": last_seq, "version": version}
         return counters
 
-    async def _for_existing_accounts(self, items: Sequence[NewNotification]) -> list[NewNotification]:
+    async def _for_existing_accounts(
+        self, items: Sequence[NewNotification]
+    ) -> tuple[list[NewNotification], dict[int, str]]:
         """Drops items for accounts deleted since the job was queued, and forgets a deleted actor:
-        a job must not fail (and retry for hours) because someone left."""
-        people = sorted({item.user_id for item in items} | {item.actor_id for item in items if item.actor_id})
+        a job must not fail (and retry for hours) because someone left. Also answers the actors'
+        names, for the messages the streams render."""
+        actors = {item.actor_id for item in items if item.actor_id}
+        people = sorted({item.user_id for item in items} | actors)
         existing: set[int] = set()
+        names: dict[int, str] = {}
         for chunk in _chunks(people):
-            existing.update(await self.session.scalars(select(User.id).where(User.id.in_(chunk))))
-        return [
+            for user_id, name in await self.session.execute(select(User.id, User.name).where(User.id.in_(chunk))):
+                existing.add(user_id)
+                if user_id in actors:
+                    names[user_id] = name
+        kept = [
             item if item.actor_id is None or item.actor_id in existing else replace(item, actor_id=None)
             for item in items
             if item.user_id in existing
         ]
+        return kept, names
 
     async def _taken_dedupe_keys(self, items: Sequence[NewNotification]) -> set[tuple[int, str]]:
         wanted = sorted({(item.user_id, item.dedupe_key) for item in items if item.dedupe_key})

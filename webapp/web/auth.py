@@ -108,7 +108,13 @@ class AuthPages(Controller):
     @get("/register")
     async def register_form(self) -> Template:
         return Template(
-            "register.html", context={"errors": {}, "form": {"timezone": "UTC"}, "timezones": common_timezones()}
+            "register.html",
+            context={
+                "errors": {},
+                "form": {"timezone": "UTC"},  # without script; forms.js puts the browser's zone here
+                "timezones": common_timezones(),
+                "browser_zone": "default",
+            },
         )
 
     @post("/register", status_code=HTTP_200_OK)

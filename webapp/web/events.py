@@ -35,11 +35,21 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 def _event_form(
-    form: dict[str, str], errors: dict[str, str], event_id: RowId | None = None, status: int = 200
+    form: dict[str, str],
+    errors: dict[str, str],
+    event_id: RowId | None = None,
+    status: int = 200,
+    browser_zone: str = "",
 ) -> Template:
     return Template(
         "event_form.html",
-        context={"form": form, "errors": errors, "event_id": event_id, "timezones": common_timezones()},
+        context={
+            "form": form,
+            "errors": errors,
+            "event_id": event_id,
+            "timezones": common_timezones(),
+            "browser_zone": browser_zone,
+        },
         status_code=status,
     )
 
@@ -114,7 +124,9 @@ class EventPages(Controller):
 
     @get("/events/new", guards=[require_user])
     async def new(self) -> Template:
-        return _event_form({"timezone": "UTC", "currency": "EUR", "capacity": "50", "price": "0.00"}, {})
+        # A new event's zone starts as the organizer's browser's (forms.js; UTC without script).
+        defaults = {"timezone": "UTC", "currency": "EUR", "capacity": "50", "price": "0.00"}
+        return _event_form(defaults, {}, browser_zone="default")
 
     @post("/events/new", guards=[require_user], status_code=HTTP_200_OK)
     async def create(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
