@@ -2,6 +2,7 @@
 // handlers (the Content-Security-Policy runs no inline script):
 //   <form data-confirm="Question?">   asks before submitting; Cancel keeps the page as it is.
 //   <select data-submit-on-change>    submits its form when a new option is chosen (filters).
+//   <div role="status" data-flash>    a flash message (webapp/flash.py), read out once the page is up.
 (() => {
   "use strict";
   document.addEventListener("submit", (event) => {
@@ -11,5 +12,16 @@
   document.addEventListener("change", (event) => {
     const select = event.target.closest("select[data-submit-on-change]");
     if (select?.form) select.form.requestSubmit();
+  });
+  // Screen readers announce a change to a live region, not the words it held when the page was
+  // loaded: the flash's words are put back a moment later (its box keeps its height meanwhile).
+  document.querySelectorAll("[data-flash]").forEach((flash) => {
+    const words = flash.textContent;
+    flash.style.minHeight = `${flash.getBoundingClientRect().height}px`;
+    flash.textContent = "";
+    setTimeout(() => {
+      flash.textContent = words;
+      flash.style.removeProperty("min-height");
+    }, 150);
   });
 })();
