@@ -3,8 +3,11 @@ same user only, and deleted by that answer whether shown or refused."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.api import create_event, register
 from tests.integration.pages import post_form, register_in_browser
+from tests.integration.rows import insert_booking, insert_event
 from webapp.auth.middleware import ACCESS_COOKIE
 from webapp.flash import FLASH_COOKIE
 
@@ -52,3 +55,42 @@ async def test_a_flash_is_shown_to_its_own_user_only(client):
     page = await client.get("/bookings")
     assert page.status_code == 200 and "No bookings yet" in page.text
     assert "booked for" not in page.text and flash_deleted(page)
+
+
+async def shown_once(client, answer, text: str) -> None:
+    """`answer` redirects to a page that says `text` once."""
+    assert answer.status_code in (302, 303), answer.text
+    page = await client.get(answer.headers["location"])
+    assert page.status_code == 200 and f'data-flash>{text}</div>' in page.text, text
+    again = await client.get(answer.headers["location"])
+    assert "data-flash" not in again.text
+
+
+async def test_creating_and_editing_an_event_a_group_and_a_review_say_so_once(client, session):
+    user = await register_in_browser(client, "maker@example.com", name="Maker", timezone="UTC")
+    assert user.status_code == 302
+    starts = (datetime.now(UTC) + timedelta(days=3)).replace(second=0, microsecond=0)
+    form = {
+        "title": "Night Owls",
+        "description": "",
+        "venue": "Clock Tower",
+        "starts_at": starts.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (starts + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+        "timezone": "UTC",
+        "capacity": "20",
+        "price": "0",
+        "currency": "EUR",
+    }
+    created = await post_form(client, "/events/new", form)
+    await shown_once(client, created, "Night Owls is created and open for booking.")
+    event_path = created.headers["location"]
+    edited = await post_form(client, f"{event_path}/edit", {**form, "title": "Early Owls"})
+    await shown_once(client, edited, "Your changes to Early Owls are saved.")
+    group = await post_form(client, "/groups", {"name": "Friday Crew"})
+    await shown_once(client, group, "Friday Crew is created: invite people from here.")
+
+    me = (await client.get("/api/v1/me")).json()
+    ended = await insert_event(session, me["id"], starts_in=-timedelta(hours=5), duration=timedelta(hours=2))
+    await insert_booking(session, ended, me["id"])
+    reviewed = await post_form(client, f"/events/{ended.id}/review", {"rating": "5", "comment": "Lovely."})
+    await shown_once(client, reviewed, "Thank you: your review is posted below.")

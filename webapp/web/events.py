@@ -123,7 +123,7 @@ class EventPages(Controller):
         except ValidationFailed as exc:
             await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), status=422)
-        return Redirect(f"/events/{event.id}")
+        return flash_redirect(request, f"/events/{event.id}", f"{event.title} is created and open for booking.")
 
     @get("/events/{event_id:int}/edit", guards=[require_user])
     async def edit(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
@@ -140,7 +140,7 @@ class EventPages(Controller):
         except ValidationFailed as exc:
             await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), event_id=event_id, status=422)
-        return Redirect(f"/organizer/events/{event_id}")
+        return flash_redirect(request, f"/organizer/events/{event_id}", f"Your changes to {details.title} are saved.")
 
     @post("/events/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Redirect:
