@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Request, expect
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,6 +129,25 @@ async def check(
             print(f"{combination} {where}:\n{describe([violation])}")
 
 
+def requests_in_flight(page: Page) -> set[Request]:
+    """The page's requests that have not finished yet (streams aside), kept up to date."""
+    in_flight: set[Request] = set()
+    page.on("request", lambda r: in_flight.add(r) if not r.url.endswith("/stream") else None)
+    page.on("requestfinished", lambda r: in_flight.discard(r))
+    page.on("requestfailed", lambda r: in_flight.discard(r))
+    return in_flight
+
+
+async def settle(page: Page, in_flight: set[Request]) -> None:
+    """Waits for the page's own requests (a fetch its script made on load, the other tab's relay
+    refetching the panel) to finish before it navigates: one cut off before the server read it is
+    logged by the server as an error, and fails the test."""
+    for _ in range(100):
+        if not in_flight:
+            return
+        await page.wait_for_timeout(50)
+
+
 def record(combination: str, rows: list[str]) -> None:
     """Replaces this combination's lines in the artifact, leaving the others' (each is its own test)."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -154,8 +173,11 @@ async def test_every_page_has_no_critical_or_serious_accessibility_violation(
     rows: list[str] = []
     problems: list[str] = []
 
+    in_flight = {tab: requests_in_flight(tab) for tab in tabs}
+
     async def visit(page: Page, pages: list[tuple[str, str]], signed_in: bool) -> None:
         for name, path in pages:
+            await settle(page, in_flight[page])
             await page.goto(path)
             if not signed_in:
                 await expect(page.locator("h1").first).to_be_visible()
@@ -172,6 +194,7 @@ async def test_every_page_has_no_critical_or_serious_accessibility_violation(
     await asyncio.gather(*(visit(tab, site.anonymous[n::TABS], False) for n, tab in enumerate(tabs)))
     await sign_in(context, base_url, ada)
     await asyncio.gather(*(visit(tab, site.signed_in[n::TABS], True) for n, tab in enumerate(tabs)))
+    await asyncio.gather(*(settle(tab, in_flight[tab]) for tab in tabs))
 
     print(f"\n{'combination':<14} {'page':<40} " + " ".join(f"{i:>8}" for i in IMPACTS))
     print("\n".join(sorted(rows)))
