@@ -24,6 +24,7 @@ from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
 from webapp.bookings.payment_gateway import TestPaymentGateway
 from webapp.db import create_engine, create_sessionmaker
+from webapp.flash import FlashMiddleware
 from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
 from webapp.logs import bind_user, configure_logging, new_request_id, request_id
@@ -269,6 +270,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RequestGuardMiddleware(),  # bad bytes are refused before anything reads them
             SessionAuthMiddleware(),
             DefineMiddleware(SessionCSRFMiddleware, config=csrf),
+            FlashMiddleware(),  # outside the retries, which copy the scope's state
             RetryConflictsMiddleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

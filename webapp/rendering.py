@@ -10,6 +10,7 @@ from jinja2 import Environment
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from webapp.flash import take_flash
 from webapp.timeutil import format_in_zone, in_zone
 
 HTMX_VERSION = "4.0.1"
@@ -50,6 +51,7 @@ def configure_environment(env: Environment) -> None:
     env.filters["clock_time"] = clock_time
     env.globals["htmx_version"] = HTMX_VERSION
     env.globals["new_form_token"] = new_form_token
+    env.globals["take_flash"] = take_flash
 
 
 def template_config(directory: Path) -> TemplateConfig[JinjaTemplateEngine]:

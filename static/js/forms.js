@@ -5,6 +5,7 @@
 //   <input data-browser-zone="default"> a time zone not chosen yet: set to the browser's zone.
 //   <input data-browser-zone="suggest"> the person's own zone: a button offers the browser's
 //                                       when it differs. The server still checks what is sent.
+//   <div role="status" data-flash>    a flash message (webapp/flash.py), read out once the page is up.
 (() => {
   "use strict";
   document.addEventListener("submit", (event) => {
@@ -40,4 +41,15 @@
     });
     input.after(use);
   }
+  // Screen readers announce a change to a live region, not the words it held when the page was
+  // loaded: the flash's words are put back a moment later (its box keeps its height meanwhile).
+  document.querySelectorAll("[data-flash]").forEach((flash) => {
+    const words = flash.textContent;
+    flash.style.minHeight = `${flash.getBoundingClientRect().height}px`;
+    flash.textContent = "";
+    setTimeout(() => {
+      flash.textContent = words;
+      flash.style.removeProperty("min-height");
+    }, 150);
+  });
 })();

@@ -410,11 +410,19 @@
     const next = event.key === "ArrowDown" ? Math.min(at + 1, all.length - 1) : Math.max(at - 1, 0);
     all[next].focus();
   });
+  // The panel's contents are fetched again on opening and whenever another tab (or this one's
+  // "Mark all as read") regroups them: whatever had the focus in it has it again afterwards.
+  let refocus = null;
+  bell.addEventListener("htmx:before:request", () => {
+    refocus = panel.contains(document.activeElement) ? sameControl(document.activeElement) : null;
+  });
   // htmx fires after:swap on the element that made the request (the bell), not on the target.
   bell.addEventListener("htmx:after:swap", () => {
     refreshPermissionButtons();
     arrange();
     if (!panel.hidden && document.activeElement === bell) links()[0]?.focus();
+    else if (!panel.hidden && refocus && !panel.contains(document.activeElement)) focusOn(refocus());
+    refocus = null;
   });
   bell.addEventListener("keydown", (event) => {
     if (event.key === "ArrowDown" && !panel.hidden) {
@@ -422,6 +430,72 @@
       links()[0]?.focus();
     }
   });
+  // The panel is a non-modal dialog: Tab past its last control (or Shift+Tab before the bell)
+  // closes it, focus going on to where the key sent it. Focus that goes nowhere (a swapped-out
+  // button, another window) and a click on a toast beside it leave it open.
+  root.addEventListener("focusout", (event) => {
+    const to = event.relatedTarget;
+    if (!panel.hidden && to && !root.contains(to) && !toasts.contains(to)) closePanel(false);
+  });
+
+  // ---- focus when a list changes under it ------------------------------------------------------
+
+  // Marking an item read (or unread), and "Mark all as read", replace the control that was used
+  // (hx-swap): its focus would fall to <body>. A keyboard user goes on from there instead: after
+  // marking one read, to the next unread item's "Mark as read" (the nearest earlier one after the
+  // last), then to the list's heading when none is left; after marking one unread, to that item's
+  // button again (to undo); after "Mark all as read", to the heading.
+  document.addEventListener("htmx:before:request", (event) => {
+    const source = event.target;
+    if (!(source instanceof Element) || !source.contains(document.activeElement)) return;
+    const scope = source.closest("#notif-panel, #inbox-list");
+    if (!scope) return;
+    const heading = () => (scope === panel ? document.getElementById("notif-heading") : document.querySelector("main h1"));
+    const item = source.closest("[data-notification-id]");
+    if (!item) return keepFocus(source, heading);
+    const id = item.dataset.notificationId;
+    if (source.matches(".notif-mark-unread")) return keepFocus(source, () => markButton(scope, id, "read"));
+    if (!source.matches(".notif-mark-read")) return;
+    const unread = [...scope.querySelectorAll("[data-notification-id].is-unread")].map((e) => e.dataset.notificationId);
+    const at = unread.indexOf(id);
+    const order = [...unread.slice(at + 1), ...unread.slice(0, Math.max(at, 0)).reverse()];
+    keepFocus(source, () => order.map((other) => markButton(scope, other, "read")).find(Boolean) || heading());
+  });
+
+  // A way to find `element` again once the list holding it has been rendered anew.
+  function sameControl(element) {
+    if (element.id) return () => document.getElementById(element.id);
+    const item = element.closest("[data-notification-id]");
+    const kind = [...element.classList].find((name) => name.startsWith("notif-"));
+    if (!item || !kind) return () => document.getElementById("notif-heading");
+    const selector = `[data-notification-id="${item.dataset.notificationId}"] .${kind}`;
+    return () => panel.querySelector(selector) || document.getElementById("notif-heading");
+  }
+
+  function focusOn(target) {
+    if (!target) return;
+    if (!target.hasAttribute("tabindex") && !target.matches("button, a[href], input, select, textarea")) {
+      target.setAttribute("tabindex", "-1"); // a heading: focusable by script, not in the Tab order
+    }
+    target.focus();
+  }
+
+  function markButton(scope, id, which) {
+    const item = scope.querySelector(`[data-notification-id="${id}"]`);
+    return item && item.classList.contains("is-unread") === (which === "read") ? item.querySelector(`.notif-mark-${which}`) : null;
+  }
+
+  // Once `old` has left the page, focus what `choose` finds, unless something else took the focus.
+  function keepFocus(old, choose) {
+    const observer = new MutationObserver(() => {
+      if (old.isConnected) return;
+      observer.disconnect();
+      if (document.activeElement && document.activeElement !== document.body) return;
+      focusOn(choose());
+    });
+    observer.observe(document.body, { childList: true, subtree: true });
+    setTimeout(() => observer.disconnect(), 15000); // the request failed: nothing was replaced
+  }
 
   // ---- toasts and browser notifications -----------------------------------------------------
 

@@ -18,6 +18,7 @@ from playwright.async_api import Dialog, Page, Request, Response, expect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.e2e.axe_helpers import axe_violations, describe, serious
 from tests.e2e.conftest import ContextFactory, Screenshots, plain_http_origin, server_env, server_tracebacks
 from tests.e2e.notifications_helpers import (
     BELL,
@@ -39,10 +40,9 @@ from tests.e2e.notifications_helpers import (
     wait_for_leader,
     wait_in_page,
 )
-from tests.services import PROJECT_ROOT, LiveServer
+from tests.services import LiveServer
 
 UNREAD = re.compile(r"\bis-unread\b")
-AXE_SCRIPT = PROJECT_ROOT / "tests" / "interop" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 async def admin_and_member(base_url: str, session: AsyncSession) -> tuple[ApiClient, Person, Person]:
@@ -694,31 +694,6 @@ async def test_markup_in_an_announcement_stays_text(
 # --- 8. accessibility -------------------------------------------------------------------------
 
 
-async def axe_violations(page: Page, context: str) -> list[dict[str, Any]]:
-    if not AXE_SCRIPT.exists():
-        pytest.fail(f"{AXE_SCRIPT} is missing: run `npm ci --prefix tests/interop`", pytrace=False)
-    await page.add_script_tag(path=str(AXE_SCRIPT))
-    return await page.evaluate(  # type: ignore[no-any-return]
-        """async (context) => {
-            const target = context === "document" ? document : context;
-            const results = await axe.run(target, { resultTypes: ["violations"] });
-            return results.violations.map(v => ({
-                id: v.id, impact: v.impact, help: v.help,
-                nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5),
-            }));
-        }""",
-        context,
-    )
-
-
-def serious(violations: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
-    for violation in violations:
-        if violation["impact"] not in ("serious", "critical"):
-            details = f"{violation['id']} - {violation['help']} {violation['nodes']}"
-            print(f"\naxe ({where}), {violation['impact']}: {details}")
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
-
-
 async def test_dropdown_and_inbox_have_no_serious_accessibility_violations(
     new_context: ContextFactory, shot: Screenshots, base_url: str, session: AsyncSession
 ) -> None:
@@ -748,6 +723,4 @@ async def test_dropdown_and_inbox_have_no_serious_accessibility_violations(
     inbox = await axe_violations(page, "document")
 
     problems = serious(dropdown, "dropdown") + serious(inbox, "inbox page")
-    assert not problems, "serious or critical accessibility violations:\n" + "\n".join(
-        f"  {v['impact']}: {v['id']} - {v['help']} {v['nodes']}" for v in problems
-    )
+    assert not problems, "serious or critical accessibility violations:\n" + describe(problems)

@@ -19,6 +19,7 @@ import pytest
 from playwright.async_api import Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.e2e.axe_helpers import axe_violations, describe, serious
 from tests.e2e.conftest import ContextFactory, Screenshots, server_env, server_tracebacks
 from tests.e2e.layout_helpers import box, dark, viewport_box, viewport_options
 from tests.e2e.notifications_helpers import (
@@ -35,7 +36,7 @@ from tests.e2e.notifications_helpers import (
     stream_report,
     wait_in_page,
 )
-from tests.e2e.test_notifications_ui import admin_and_member, axe_violations, serious, toast
+from tests.e2e.test_notifications_ui import admin_and_member, toast
 from tests.e2e.test_security_headers_ui import event_fields
 from tests.services import LiveServer
 
@@ -397,6 +398,4 @@ async def test_toasts_and_the_reconnecting_state_have_no_serious_accessibility_v
         await shot(page, f"toasts-checked-by-axe-{scheme}")
         for where in ("#toasts", "#connection-status"):
             problems += serious(await axe_violations(page, where), f"{where}, {scheme}")
-    assert not problems, "serious or critical accessibility violations:\n" + "\n".join(
-        f"  {v['impact']}: {v['id']} - {v['help']} {v['nodes']}" for v in problems
-    )
+    assert not problems, "serious or critical accessibility violations:\n" + describe(problems)

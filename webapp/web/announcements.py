@@ -2,26 +2,26 @@
 
 The form is a self-contained fragment (`_announcements_admin.html`, its context from
 `announcement_panel`) so another admin page can include it. Sending follows POST-redirect-GET: a
-sent announcement lands on `/admin/announcements?sent=<report id>`, whose notice says so; reloading
-that page sends nothing. A refused one (a missing title, the hourly limit) shows the form again
-with the reason and what was typed. Signed-in people who are not admins get 404 here.
+sent announcement lands on `/admin/announcements` with a flash message saying so (webapp/flash.py);
+reloading that page sends nothing and says nothing again. A refused one (a missing title, the
+hourly limit) shows the form again with the reason and what was typed. Signed-in people who are not admins get 404 here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import QueryParameter
-from litestar.response import Redirect, ServerSentEvent, Template
+from litestar.response import ServerSentEvent, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.errors import DomainError
+from webapp.flash import flash_redirect
 from webapp.http import DbSession, current_user, require_admin, retry_headers
 from webapp.notifications.announcements import AnnouncementService
-from webapp.notifications.delivery_reports import DeliveryCounts, DeliveryReports
+from webapp.notifications.delivery_reports import DeliveryReports
 from webapp.web.deliveries import EVERYONE_EMPTY, PAGE_REPORTS, TRANSPORT, watch_reports
 from webapp.web.stream_access import require_stream_user
 
@@ -33,29 +33,15 @@ async def announcement_panel(
     admin: User,
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
-    sent: int | None = None,
 ) -> dict[str, Any]:
     """The context of `_announcements_admin.html`: the form (with what was typed and why it was
-    refused), the announcement just sent, and the latest announcements to everyone."""
-    announced: DeliveryCounts | None = None
-    if sent is not None:
-        try:
-            announced = await DeliveryReports(session).get(admin, sent)
-        except DomainError:
-            announced = None
-        if announced is not None and (announced.kind != "announcement" or announced.event_id is not None):
-            announced = None
+    refused), and the latest announcements to everyone."""
     return {
         "announce_form": form or {},
         "announce_errors": errors or {},
-        "announced": announced,
         "announcements": await DeliveryReports(session).to_everyone(PAGE_REPORTS),
         "reports_empty": EVERYONE_EMPTY,
     }
-
-
-def _report_id(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
 
 
 class AdminAnnouncementPages(Controller):
@@ -64,13 +50,8 @@ class AdminAnnouncementPages(Controller):
     include_in_schema = False
 
     @get("/")
-    async def page(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: DbSession,
-        sent: Annotated[str | None, QueryParameter()] = None,
-    ) -> Template:
-        context = await announcement_panel(db_session, current_user(request), sent=_report_id(sent))
+    async def page(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
+        context = await announcement_panel(db_session, current_user(request))
         return Template("admin_announcements.html", context=context)
 
     @post("/", status_code=HTTP_303_SEE_OTHER)
@@ -79,7 +60,7 @@ class AdminAnnouncementPages(Controller):
         form = {k: str(v) for k, v in dict(await request.form()).items() if k in ("title", "body")}
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
         try:
-            announced = await service.announce(admin, form.get("title", ""), form.get("body", ""))
+            await service.announce(admin, form.get("title", ""), form.get("body", ""))
         except DomainError as exc:
             await db_session.rollback()
             errors = exc.fields or {"form": exc.message}
@@ -87,7 +68,9 @@ class AdminAnnouncementPages(Controller):
             return Template(
                 "admin_announcements.html", context=context, status_code=exc.status_code, headers=retry_headers(exc)
             )
-        return Redirect(f"{PATH}?sent={announced.report_id}", status_code=HTTP_303_SEE_OTHER)
+        title = form.get("title", "").strip()
+        message = f"Announcement sent to everyone: “{title}”. Its report below follows it as it arrives."
+        return flash_redirect(request, PATH, message, status_code=HTTP_303_SEE_OTHER)
 
 
 @get(

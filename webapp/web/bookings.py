@@ -22,9 +22,11 @@ from webapp.bookings.schemas import (
 from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.db import MAX_ROW_ID
 from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
+from webapp.flash import flash_redirect
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, error_json, require_user
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
+from webapp.rendering import money
 from webapp.validation import parse_int
 from webapp.web.auth import safe_next
 from webapp.web.events import event_page
@@ -71,6 +73,10 @@ async def pay_booking(
     return booking
 
 
+def _seats(booking: Booking) -> str:
+    return f"{booking.seats} seat{'s' if booking.seats != 1 else ''}"
+
+
 class BookingPages(Controller):
     path = "/"
     include_in_schema = False
@@ -93,6 +99,7 @@ class BookingPages(Controller):
                 # The form's one-time token: a double submit or a retry lands on the same booking.
                 booking, _ = await service.book_once(user, f"form:{token}", event_id, seats, group_id)
                 await db_session.commit()
+                booking = await service.get_for_booker(user, booking.id)
             else:
                 booking = await service.book(user, event_id, seats, group_id)
         except RequestKeyReused:
@@ -105,8 +112,8 @@ class BookingPages(Controller):
             await db_session.rollback()
             return await self._detail_with_error(request, db_session, event_id, exc)
         if booking.status == "pending":
-            return Redirect(f"/bookings/{booking.id}/pay")
-        return Redirect("/bookings")
+            return Redirect(f"/bookings/{booking.id}/pay")  # that page says what happens next
+        return flash_redirect(request, "/bookings", f"You're booked for {booking.event.title}: {_seats(booking)}.")
 
     async def _detail_with_error(
         self, request: Request[Any, Any, Any], session: AsyncSession, event_id: RowId, exc: DomainError
@@ -122,8 +129,13 @@ class BookingPages(Controller):
     @post("/bookings/{booking_id:int}/cancel", status_code=HTTP_200_OK)
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> Redirect:
         form = dict(await request.form())
-        await BookingService(db_session).cancel(current_user(request), booking_id)
-        return Redirect(safe_next(str(form.get("next", "/bookings"))))
+        user = current_user(request)
+        booking = await BookingService(db_session).cancel(user, booking_id)
+        whose = "Your booking" if booking.user_id == user.id else f"The booking of {_seats(booking)}"
+        message = f"{whose} for {booking.event.title} is cancelled."
+        if booking.refund_status == "pending":
+            message += f" A refund of {money(booking.amount_cents, booking.currency)} is on its way."
+        return flash_redirect(request, safe_next(str(form.get("next", "/bookings"))), message)
 
     @get("/bookings/{booking_id:int}/pay")
     async def payment_form(self, request: Request[Any, Any, Any], db_session: DbSession, booking_id: RowId) -> Template:
@@ -140,7 +152,8 @@ class BookingPages(Controller):
             await db_session.rollback()
             message = exc.fields.get("card_number", exc.message)
             return await _payment_page(request, db_session, booking_id, message, exc.status_code)
-        return Redirect(f"/bookings?paid={booking_id}")
+        booking = await BookingService(db_session).get_for_booker(current_user(request), booking_id)
+        return flash_redirect(request, "/bookings", f"Payment received: you're booked for {booking.event.title}.")
 
 
 class BookingApi(Controller):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post
@@ -12,14 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.auth.models import User
 from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
-from webapp.errors import DomainError, NotFound, ValidationFailed
+from webapp.errors import DomainError, ValidationFailed
 from webapp.events.forms import event_form_values, form_errors_for, parse_event_form
 from webapp.events.schemas import EventCreate, EventJson, EventPage, EventPatch, event_json
 from webapp.events.services import EventDetails, EventService
+from webapp.flash import flash_redirect
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user
 from webapp.notifications.announcements import AnnouncementService
-from webapp.notifications.delivery_reports import DeliveryCounts, DeliveryReports
+from webapp.notifications.delivery_reports import DeliveryReports
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.reviews.services import ReviewService
@@ -59,14 +59,13 @@ async def _organizer_event_page(
     user: Any,
     event_id: int,
     errors: dict[str, str] | None = None,
-    announced: DeliveryCounts | None = None,
     status: int = 200,
 ) -> Template:
     event = await EventService(session).get_organized(user, event_id)
     bookings = await BookingService(session).attendees_of(user, event_id)
     return Template(
         "organizer_event.html",
-        context={"event": event, "bookings": bookings, "announce_errors": errors or {}, "announced": announced},
+        context={"event": event, "bookings": bookings, "announce_errors": errors or {}},
         status_code=status,
     )
 
@@ -136,7 +135,7 @@ class EventPages(Controller):
         except ValidationFailed as exc:
             await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), status=422)
-        return Redirect(f"/events/{event.id}")
+        return flash_redirect(request, f"/events/{event.id}", f"{event.title} is created and open for booking.")
 
     @get("/events/{event_id:int}/edit", guards=[require_user])
     async def edit(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
@@ -153,12 +152,13 @@ class EventPages(Controller):
         except ValidationFailed as exc:
             await db_session.rollback()
             return _event_form(form, form_errors_for(exc.fields), event_id=event_id, status=422)
-        return Redirect(f"/organizer/events/{event_id}")
+        return flash_redirect(request, f"/organizer/events/{event_id}", f"Your changes to {details.title} are saved.")
 
     @post("/events/{event_id:int}/cancel", guards=[require_user], status_code=HTTP_200_OK)
     async def cancel(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Redirect:
-        await EventChangeService(db_session).cancel(current_user(request), event_id)
-        return Redirect(f"/organizer/events/{event_id}")
+        event = await EventChangeService(db_session).cancel(current_user(request), event_id)
+        message = f"{event.title} is cancelled. Its attendees are being told, and paid bookings refunded."
+        return flash_redirect(request, f"/organizer/events/{event_id}", message)
 
     @get("/organizer", guards=[require_user])
     async def dashboard(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
@@ -166,20 +166,8 @@ class EventPages(Controller):
         return Template("organizer.html", context={"events": events})
 
     @get("/organizer/events/{event_id:int}", guards=[require_user])
-    async def attendees(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: DbSession,
-        event_id: RowId,
-        sent: Annotated[str | None, QueryParameter()] = None,
-    ) -> Template:
-        user = current_user(request)
-        announced = None
-        if sent and sent.isdigit() and len(sent) < 10:  # the report of an announcement just sent
-            with contextlib.suppress(NotFound):
-                report = await DeliveryReports(db_session).get(user, int(sent))
-                announced = report if report.event_id == event_id else None
-        return await _organizer_event_page(db_session, user, event_id, announced=announced)
+    async def attendees(self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId) -> Template:
+        return await _organizer_event_page(db_session, current_user(request), event_id)
 
     @post("/organizer/events/{event_id:int}/announce", guards=[require_user], status_code=HTTP_303_SEE_OTHER)
     async def announce(
@@ -196,8 +184,11 @@ class EventPages(Controller):
             await db_session.rollback()
             errors = exc.fields or {"form": exc.message}
             return await _organizer_event_page(db_session, user, event_id, errors=errors, status=exc.status_code)
-        # POST-redirect-GET: reloading the result must not announce again.
-        return Redirect(f"/organizer/events/{event_id}?sent={announced.report_id}", status_code=HTTP_303_SEE_OTHER)
+        # POST-redirect-GET: reloading the result must not announce again (nor say so again).
+        people = f"{announced.recipients} attendee{'s' if announced.recipients != 1 else ''}"
+        title = form.get("title", "").strip()
+        message = f"“{title}” is on its way to {people}. Its delivery report follows it live on the event page."
+        return flash_redirect(request, f"/organizer/events/{event_id}", message, status_code=HTTP_303_SEE_OTHER)
 
 
 class EventApi(Controller):

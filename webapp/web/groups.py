@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.db import MAX_ROW_ID
 from webapp.errors import Conflict, DomainError, ValidationFailed
+from webapp.flash import flash_redirect
 from webapp.groups.schemas import GroupCreate, GroupJson, InvitationCreate, InvitationJson, group_json, invitation_json
 from webapp.groups.services import GroupService
 from webapp.http import DbSession, RowId, current_user, require_user
@@ -62,7 +63,7 @@ class GroupPages(Controller):
             return await self._index(
                 request, db_session, exc.fields or {"name": exc.message}, {"name": name}, exc.status_code
             )
-        return Redirect(f"/groups/{group.id}")
+        return flash_redirect(request, f"/groups/{group.id}", f"{group.name} is created: invite people from here.")
 
     @get("/groups/{group_id:int}")
     async def detail(self, request: Request[Any, Any, Any], db_session: DbSession, group_id: RowId) -> Template:

@@ -5,12 +5,13 @@ from typing import Any, TypedDict
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from webapp.auth.schemas import UserRef
 from webapp.errors import ValidationFailed
 from webapp.events.services import EventService
+from webapp.flash import flash_redirect
 from webapp.http import DbSession, RowId, current_user, require_user
 from webapp.openapi import Timestamp, api_doc
 from webapp.reviews.models import Review
@@ -69,7 +70,7 @@ class ReviewPages(Controller):
             return Template(
                 "review_form.html", context={"event": event, "form": form, "errors": exc.fields}, status_code=422
             )
-        return Redirect(f"/events/{event_id}?reviewed=1")
+        return flash_redirect(request, f"/events/{event_id}", "Thank you: your review is posted below.")
 
 
 class ReviewApi(Controller):
