@@ -192,8 +192,21 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Re
     return response
 
 
+# What Litestar raises (as a 500) when the client hangs up before its request body has arrived.
+CLIENT_LEFT = "client disconnected prematurely"
+CLIENT_CLOSED_REQUEST = 499  # the status proxies log for this; nobody is left to read it
+
+
+def client_left(request: Request[Any, Any, Any]) -> Response[Any]:
+    """A tab that navigates away while its form is sent is the client's doing, not a fault."""
+    log.warning("the client left before its request body arrived: %s %s", request.method, request.url.path)
+    return Response(None, status_code=CLIENT_CLOSED_REQUEST)
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
+    if exc.detail == CLIENT_LEFT:
+        return client_left(request)
     if status >= 500:
         return handle_unexpected(request, exc)
     code = STATUS_CODES.get(status, "error")

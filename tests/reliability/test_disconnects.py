@@ -129,3 +129,30 @@ async def test_clients_leaving_mid_replay_never_lock_writers_out(http, server, s
     )
     assert not failures, failures
     assert max(writes, default=0) < WRITE_LIMIT
+
+
+async def test_a_client_that_leaves_halfway_through_its_request_body_is_logged_without_a_traceback(server, http):
+    """A tab that navigates away while its form is being sent is the client's doing, not a bug:
+    one warning line, no 'unhandled error' with a traceback (which reads as a server fault)."""
+    parts = urlsplit(server.url)
+    start = server.log_path.stat().st_size
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"email": ' % parts.netloc.encode()
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    deadline = time.monotonic() + WAIT
+    while "left before its request body arrived" not in (logged := _log_since(server.log_path, start)):
+        assert time.monotonic() < deadline, f"the departure was not logged:\n{logged[-2000:]}"
+        await asyncio.sleep(0.05)
+    assert "Traceback" not in logged and "unhandled error" not in logged, logged[-2000:]
+    assert (await http.get("/health/live")).status_code == 200
+
+
+def _log_since(path, start: int) -> str:  # type: ignore[no-untyped-def]
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read().decode(errors="replace")
