@@ -225,6 +225,12 @@ HOT_QUERIES: dict[str, tuple[Callable[[int], Call], str | None]] = {
     ),
     "inbox unread": (lambda first: lambda service: service.listing(a_user(first), "unread", None, 20), None),
     "inbox newest by seq": (lambda first: lambda service: service.listing(a_user(first), "all", None, 20), None),
+    # The inbox's Archived filter: only archived rows are in its partial index.
+    "inbox archived": (
+        lambda first: lambda service: service.listing(a_user(first), "archived", None, 20),
+        "ix_notifications_user_archived",
+    ),
+    "archive all read": (lambda first: lambda service: service.archive_read(a_user(first), PER_USER - 3), None),
     "unread count": (lambda first: lambda service: service.unread_count(a_user(first)), None),
     "replay since seq": (lambda first: lambda service: service.since(a_user(first), PER_USER - 30, 100), None),
     "mark all read": (lambda first: lambda service: service.mark_all_read(a_user(first), PER_USER - 3), None),

@@ -19,6 +19,7 @@ class NotificationJson(TypedDict):
     seen_at: Timestamp | None
     read_at: Timestamp | None
     obsolete: bool
+    archived_at: Timestamp | None
 
 
 class NotificationPage(TypedDict):
@@ -44,6 +45,13 @@ class NotificationChanged(TypedDict):
 
 class ReadAllResult(TypedDict):
     updated: int
+    unread_count: int
+
+
+class ArchiveReadResult(TypedDict):
+    """How many read notifications were archived, and the unread count (which they were not in)."""
+
+    archived: int
     unread_count: int
 
 
