@@ -19,11 +19,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ARCHIVED = sa.text("archived_at IS NOT NULL")
+NOT_ARCHIVED = sa.text("archived_at IS NULL")
 
 
 def upgrade() -> None:
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.add_column(sa.Column("archived_at", webapp.db.UTCDateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_notifications_user_inbox",
+        "notifications",
+        ["user_id", "seq"],
+        postgresql_where=NOT_ARCHIVED,
+        sqlite_where=NOT_ARCHIVED,
+    )
     op.create_index(
         "ix_notifications_user_archived",
         "notifications",
@@ -35,5 +43,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_notifications_user_archived", table_name="notifications")
+    op.drop_index("ix_notifications_user_inbox", table_name="notifications")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_column("archived_at")

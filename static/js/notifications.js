@@ -422,7 +422,7 @@
   }).observe(panelBody, { childList: true, subtree: true });
 
   function links() {
-    return [...panel.querySelectorAll(".notif-link, .notif-panel-foot a")];
+    return [...panel.querySelectorAll(".notif-link, .notif-more:not([hidden]), .notif-panel-foot a")];
   }
 
   function openPanel() {
