@@ -36,6 +36,7 @@
 
   const bell = document.getElementById("notif-bell");
   const panel = document.getElementById("notif-panel");
+  const panelBody = document.getElementById("notif-panel-body");
   const badge = document.getElementById("notif-badge");
   const toasts = document.getElementById("toasts");
   const announcer = document.getElementById("announcer");
@@ -364,8 +365,6 @@
   }
 
   // ---- the dropdown ---------------------------------------------------------------------------
-
-  const panelBody = document.getElementById("notif-panel-body");
 
   function section(name) {
     return panelBody.querySelector(`[data-section="${name}"]`);
