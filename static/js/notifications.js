@@ -153,6 +153,17 @@
     if (response.ok) applyCount(await response.json());
   }
 
+  // The inbox page's list says "Nothing here." once its last item leaves it (archived, brought
+  // back from the Archived filter), as the page would say after a reload.
+  const main = document.querySelector("main");
+  if (main) {
+    new MutationObserver(() => {
+      const list = document.getElementById("inbox-list");
+      if (!list || list.querySelector("[data-notification-id], .inbox-more, .notif-empty")) return;
+      list.append(element("li", "notif-empty empty", "Nothing here."));
+    }).observe(main, { childList: true, subtree: true });
+  }
+
   // The inbox page (/notifications) lists items the server may no longer have: load it again.
   async function refetchInboxList() {
     const list = document.getElementById("inbox-list");

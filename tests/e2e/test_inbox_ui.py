@@ -120,6 +120,9 @@ async def test_archiving_leaves_the_dropdown_every_count_and_every_tab_until_bro
     await expect(item(page.locator("#notif-panel"), second)).to_have_count(0)
     assert await client.unread_count(person) == 1
     await shot(other, f"{viewport}-inbox-after-archiving")
+    await item(inbox_list, third).get_by_role("button", name="Archive: Doors open at seven").click()
+    await expect(inbox_list).to_have_text("Nothing here.")  # the last one gone, as a reload would say
+    await expect_badge(other, 0)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORT_NAMES)
