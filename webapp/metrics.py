@@ -66,7 +66,7 @@ REPLAYED_ITEMS = _counter("tidings_stream_replayed_items", "Notifications sent b
 RESETS = _counter("tidings_stream_resets", "Resets sent (continuity could not be proven)", "transport")
 STREAM_MESSAGES = _counter(
     "tidings_stream_messages",
-    "Messages written to real-time connections, by kind (notification, count, read, reset, heartbeat)",
+    "Messages written to real-time connections, by kind (notification, count, read, archive, reset, heartbeat)",
     "transport",
     "kind",
 )

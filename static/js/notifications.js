@@ -8,6 +8,9 @@
 //                 a count that arrives late never overwrites a newer one.
 //   read          {ids, read, unread_count, seq, version[, up_to_seq]}: marks those items in
 //                 every view; its count follows the same version rule.
+//   archive       {ids, archived, unread_count, seq, version}: those items were archived (they
+//                 leave the dropdown and the inbox list, and appear under its Archived filter)
+//                 or brought back; its count follows the same version rule.
 //   reset         {seq, unread_count, version}: the server cannot prove continuity from our position
 //                 (a gap beyond its replay limit, or a seq it never issued, e.g. after a restore
 //                 from a backup). The server is the truth: inbox.seq becomes its seq even when
@@ -33,16 +36,20 @@
 
   const bell = document.getElementById("notif-bell");
   const panel = document.getElementById("notif-panel");
+  const panelBody = document.getElementById("notif-panel-body");
   const badge = document.getElementById("notif-badge");
   const toasts = document.getElementById("toasts");
   const announcer = document.getElementById("announcer");
   const topbar = document.querySelector("header.topbar");
   const inbox = { seq: Number(root.dataset.seq), version: Number(root.dataset.version) };
+  let unreadCount = Number(root.dataset.unread) || 0; // the count the badge shows (the dropdown's header too)
   window.tidingsInbox = inbox;
 
   // ---- applying what the stream says ------------------------------------------------------
 
   function setBadge(count) {
+    unreadCount = count;
+    refreshPanelCount();
     badge.hidden = count <= 0;
     badge.textContent = count > 99 ? "99+" : String(count);
     // Counts stop at 100 (the server counts no further): 100 means "more than 99".
@@ -86,7 +93,8 @@
       setUpToSeq(seq); // the user can see it now, so "mark all" may include it
     }
     const inboxList = document.getElementById("inbox-list");
-    if (inboxList && inboxList.dataset.status !== "read" && [item.dataset.type, ""].includes(inboxList.dataset.type || "")) {
+    const shows = !["read", "archived"].includes(inboxList?.dataset.status);
+    if (inboxList && shows && [item.dataset.type, ""].includes(inboxList.dataset.type || "")) {
       insertItem(inboxList, item);
     }
     const kind = item.querySelector(".notif-kind")?.textContent || "";
@@ -107,9 +115,29 @@
         if (label) label.textContent = change.read ? "Read" : "Unread";
       });
     }
+    regroupPanel();
     applyCount(change);
     // "Mark all as read" elsewhere: an open dropdown here regroups its sections.
     if (change.up_to_seq !== undefined && !panel.hidden) htmx.trigger(bell, "tidings:open");
+  }
+
+  // Archived items leave the dropdown and every list but the Archived one; brought back, they
+  // return to those. What leaves is removed here; what arrives is only known to the server, so
+  // the view that should now show it is fetched again.
+  function applyArchive(change) {
+    const inboxList = document.getElementById("inbox-list");
+    const archivedList = inboxList?.dataset.status === "archived";
+    for (const id of change.ids || []) {
+      document.querySelectorAll(`#notif-panel-body [data-notification-id="${id}"]`).forEach((item) => {
+        if (change.archived) item.remove();
+      });
+      if (inboxList && change.archived !== archivedList) {
+        inboxList.querySelector(`[data-notification-id="${id}"]`)?.remove();
+      }
+    }
+    if (inboxList && change.archived === archivedList) refetchInboxList();
+    if (!change.archived && !panel.hidden) htmx.trigger(bell, "tidings:open");
+    applyCount(change);
   }
 
   async function applyReset(reset) {
@@ -123,6 +151,17 @@
     document.dispatchEvent(new CustomEvent("tidings:reset"));
     const response = await fetch("/api/v1/notifications/unread_count", { credentials: "same-origin" });
     if (response.ok) applyCount(await response.json());
+  }
+
+  // The inbox page's list says "Nothing here." once its last item leaves it (archived, brought
+  // back from the Archived filter), as the page would say after a reload.
+  const main = document.querySelector("main");
+  if (main) {
+    new MutationObserver(() => {
+      const list = document.getElementById("inbox-list");
+      if (!list || list.querySelector("[data-notification-id], .inbox-more, .notif-empty")) return;
+      list.append(element("li", "notif-empty empty", "Nothing here."));
+    }).observe(main, { childList: true, subtree: true });
   }
 
   // The inbox page (/notifications) lists items the server may no longer have: load it again.
@@ -145,6 +184,7 @@
       endOpening(); // the server ends every (re)connection's opening replay with a count
     }
     else if (message.kind === "read") applyRead(JSON.parse(message.data));
+    else if (message.kind === "archive") applyArchive(JSON.parse(message.data));
     else if (message.kind === "reset") applyReset(JSON.parse(message.data));
     else if (message.kind === "connection") setConnection(message.up, message.failed);
     else if (message.kind === "opening") beginOpening();
@@ -173,7 +213,7 @@
     stream.setAttribute("hx-sse:connect", `/notifications/stream?last_event_id=${inbox.seq}`);
     // Keep streaming while the tab is hidden: that is when browser notifications matter.
     stream.setAttribute("hx-config", '{"sse": {"pauseOnBackground": false, "reconnectMaxDelay": 10000}}');
-    for (const kind of ["notification", "count", "read", "reset"]) {
+    for (const kind of ["notification", "count", "read", "archive", "reset"]) {
       stream.addEventListener(kind, (event) => relay({ kind, data: event.detail.data, id: event.detail.id }));
     }
     // The stream's state. A stream the server ends on purpose (lifetime, token expiry) comes back
@@ -337,8 +377,62 @@
 
   // ---- the dropdown ---------------------------------------------------------------------------
 
+  function section(name) {
+    return panelBody.querySelector(`[data-section="${name}"]`);
+  }
+
+  // An item goes into a section in seq order (newest first), as the server lists them.
+  function placeInOrder(list, item) {
+    const seq = Number(item.dataset.seq);
+    const after = [...list.querySelectorAll(":scope > [data-notification-id]")].find(
+      (other) => other !== item && Number(other.dataset.seq) < seq,
+    );
+    if (item.nextElementSibling !== after || item.parentElement !== list) list.insertBefore(item, after || null);
+  }
+
+  // An item marked read moves to "Earlier" at once (and back to "Unread" when marked unread),
+  // wherever the change came from: its own button (a swap), another tab (a `read` message).
+  function regroupPanel() {
+    const unread = section("unread");
+    const earlier = section("earlier");
+    if (!unread || !earlier) return;
+    for (const item of unread.querySelectorAll(":scope > .notif-item:not(.is-unread)")) placeInOrder(earlier, item);
+    for (const item of earlier.querySelectorAll(":scope > .notif-item.is-unread")) placeInOrder(unread, item);
+    const caughtUp = unread.querySelector(".notif-empty");
+    const anyUnread = unread.querySelector("[data-notification-id]");
+    if (anyUnread) caughtUp?.remove();
+    else if (!caughtUp) unread.append(element("li", "notif-empty muted small", "You’re all caught up."));
+    const anyEarlier = Boolean(earlier.querySelector("[data-notification-id]"));
+    earlier.hidden = !anyEarlier;
+    panelBody.querySelector('[data-section-heading="earlier"]')?.toggleAttribute("hidden", !anyEarlier);
+    refreshPanelCount();
+  }
+
+  // The header's unread count, and "N more unread" when more are unread than the dropdown shows.
+  // Counts stop at 100 ("more than 99"), so at 100 the rest is "at least": "90+ more unread".
+  function refreshPanelCount() {
+    const head = panelBody.querySelector("[data-panel-unread-count]");
+    const more = panelBody.querySelector("[data-more-unread]");
+    if (!head || !more) return;
+    const count = unreadCount;
+    const label = count > 99 ? "99+" : String(count);
+    head.dataset.panelUnreadCount = String(count);
+    head.hidden = count <= 0;
+    if (head.textContent !== `${label} unread`) head.textContent = `${label} unread`;
+    const rest = Math.max(0, count - section("unread").querySelectorAll("[data-notification-id]").length);
+    const text = `${rest}${count > 99 ? "+" : ""} more unread`;
+    more.hidden = rest <= 0;
+    if (more.textContent !== text) more.textContent = text;
+  }
+
+  // Swaps inside the dropdown (an item's own buttons replace or delete it) fire their htmx events on
+  // elements already gone from the page, so the lists are watched instead.
+  new MutationObserver((records) => {
+    if (records.some((record) => record.target.matches?.(".notif-list"))) regroupPanel();
+  }).observe(panelBody, { childList: true, subtree: true });
+
   function links() {
-    return [...panel.querySelectorAll(".notif-link, .notif-panel-foot a")];
+    return [...panel.querySelectorAll(".notif-link, .notif-more:not([hidden]), .notif-panel-foot a")];
   }
 
   function openPanel() {

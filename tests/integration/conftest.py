@@ -9,19 +9,39 @@ per registration. Hashes stay real argon2 hashes, so logging in still verifies t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
 
 import webapp.auth.services as auth_services
+from tests.api import register
 from tests.services import free_port
+from webapp.realtime.doorbell import LocalDoorbell, current_doorbell, set_doorbell
 
 
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth_services, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+async def users(client) -> tuple[int, int]:
+    """Two registered users' ids."""
+    first, _ = await register(client)
+    second, _ = await register(client)
+    return first["id"], second["id"]
+
+
+@pytest.fixture
+def doorbell() -> Iterator[LocalDoorbell]:
+    """An in-process doorbell for the test, so it can subscribe to what services ring."""
+    previous = current_doorbell()
+    bell = LocalDoorbell()
+    set_doorbell(bell)
+    yield bell
+    set_doorbell(previous)
 
 
 @pytest.fixture

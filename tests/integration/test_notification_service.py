@@ -8,28 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.api import register
 from webapp.db import create_sessionmaker, utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
-from webapp.realtime.doorbell import LocalDoorbell, current_doorbell, set_doorbell
-
-
-@pytest.fixture
-async def users(client):
-    first, _ = await register(client)
-    second, _ = await register(client)
-    return first["id"], second["id"]
-
-
-@pytest.fixture
-def doorbell():
-    previous = current_doorbell()
-    bell = LocalDoorbell()
-    set_doorbell(bell)
-    yield bell
-    set_doorbell(previous)
 
 
 def note(user_id: int, title: str = "Hello", **extra) -> NewNotification:

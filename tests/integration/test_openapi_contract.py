@@ -188,8 +188,9 @@ async def test_the_notification_stream_is_documented_as_server_sent_events_with_
     content = op["responses"]["200"]["content"]
     assert list(content) == ["text/event-stream"]
     # The names the API encoder really sends, one per kind of stream event.
-    sent = {api_encoder(StreamEvent(kind, 1, {})).event for kind in ("notification", "count", "read", "reset")}
-    assert None not in sent and len(sent) == 4
+    kinds = ("notification", "count", "read", "archive", "reset")
+    sent = {api_encoder(StreamEvent(kind, 1, {})).event for kind in kinds}
+    assert None not in sent and len(sent) == len(kinds)
     documented = set(op.get("x-sse-events", []))
     assert documented == sent
     description = op["responses"]["200"]["description"] + op.get("description", "")

@@ -348,12 +348,16 @@ async def test_query_token_never_appears_in_the_server_log(server: LiveServer, a
 # --- another user's notification, through every route ------------------------------------------
 
 ROUTES = {
-    # name: (interface, method, path, notification starts read?, owner's status)
-    "api_read": ("api", "POST", "/api/v1/notifications/{id}/read", False, 200),
-    "api_unread": ("api", "POST", "/api/v1/notifications/{id}/unread", True, 200),
-    "page_read": ("page", "POST", "/notifications/{id}/read", False, 200),
-    "page_unread": ("page", "POST", "/notifications/{id}/unread", True, 200),
-    "page_open": ("page", "GET", "/notifications/{id}/open", False, 302),
+    # name: (interface, method, path, what the notification starts as, owner's status)
+    "api_read": ("api", "POST", "/api/v1/notifications/{id}/read", "unread", 200),
+    "api_unread": ("api", "POST", "/api/v1/notifications/{id}/unread", "read", 200),
+    "api_archive": ("api", "POST", "/api/v1/notifications/{id}/archive", "unread", 200),
+    "api_unarchive": ("api", "POST", "/api/v1/notifications/{id}/unarchive", "archived", 200),
+    "page_read": ("page", "POST", "/notifications/{id}/read", "unread", 200),
+    "page_unread": ("page", "POST", "/notifications/{id}/unread", "read", 200),
+    "page_archive": ("page", "POST", "/notifications/{id}/archive", "unread", 200),
+    "page_unarchive": ("page", "POST", "/notifications/{id}/unarchive", "archived", 200),
+    "page_open": ("page", "GET", "/notifications/{id}/open", "unread", 302),
 }
 
 
@@ -361,14 +365,15 @@ ROUTES = {
 async def test_notification_route_as_another_user_is_404_and_changes_nothing(
     route: str, http: httpx.AsyncClient, accounts: Accounts, page_session
 ) -> None:
-    interface, method, template, starts_read, owner_status = ROUTES[route]
+    interface, method, template, start, owner_status = ROUTES[route]
     admin = await accounts.create(admin=True)
     owner = await accounts.create()
     intruder = await accounts.create()
     await accounts.announce(admin, "Owner's eyes only", "A private detail", delivered_to=(owner,))
     [notification_id] = (await accounts.inbox(owner))["items"]
-    if starts_read:
-        response = await http.post(f"/api/v1/notifications/{notification_id}/read", headers=owner.bearer)
+    if start != "unread":
+        action = "read" if start == "read" else "archive"
+        response = await http.post(f"/api/v1/notifications/{notification_id}/{action}", headers=owner.bearer)
         assert response.status_code == 200
     before = await accounts.inbox(owner)
     path = template.format(id=notification_id)
@@ -391,7 +396,10 @@ async def test_notification_route_as_another_user_is_404_and_changes_nothing(
     response = await call(owner)
     assert response.status_code == owner_status, (response.status_code, response.text[:300])
     after = await accounts.inbox(owner)
-    assert (after["items"][notification_id]["read_at"] is None) == starts_read
+    if template.endswith("archive"):  # an archived item is out of the listing, back when unarchived
+        assert (notification_id in after["items"]) == (start == "archived")
+    else:
+        assert (after["items"][notification_id]["read_at"] is None) == (start == "read")
 
 
 async def test_notification_routes_with_an_out_of_range_id_are_refused_as_bad_input(

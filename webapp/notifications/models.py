@@ -60,6 +60,24 @@ class Notification(Base):
             postgresql_where=text("expires_at IS NOT NULL"),
             sqlite_where=text("expires_at IS NOT NULL"),
         ),
+        # The dropdown and the inbox's other filters, newest first, without walking past archived
+        # rows: after "archive all read" nearly all of a long history is archived, and the
+        # (user_id, seq) index would step over every one of them to find the few left.
+        Index(
+            "ix_notifications_user_inbox",
+            "user_id",
+            "seq",
+            postgresql_where=text("archived_at IS NULL"),
+            sqlite_where=text("archived_at IS NULL"),
+        ),
+        # The inbox's "Archived" filter, newest first: only archived rows are indexed.
+        Index(
+            "ix_notifications_user_archived",
+            "user_id",
+            "seq",
+            postgresql_where=text("archived_at IS NOT NULL"),
+            sqlite_where=text("archived_at IS NOT NULL"),
+        ),
         # A delivery report's counts: only the rows a report sent (most have none) are indexed.
         Index(
             "ix_notifications_report_id",
@@ -91,6 +109,9 @@ class Notification(Base):
     # Set when a later fact made this item wrong (a reminder for a cancelled event, an update
     # merged into a newer one): it leaves the unread count but stays in the history.
     obsolete_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Put away by its user: out of the dropdown, the inbox's other filters and every count, but
+    # kept as it was (read or not), so unarchiving brings it back unchanged.
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The delivery report of the fan-out that wrote it (announcements, event updates and
     # cancellations), and when it was first written to a live stream of its recipient (set in
     # batches by webapp.notifications.delivered, a moment after the write).

@@ -30,6 +30,7 @@ class NotificationJson(TypedDict):
     # Who caused it (an inviter, an announcer, a reviewer, the one booker of an organizer's
     # news); null when no other person did (reminders, your own booking, several bookers).
     actor: ActorJson | None
+    archived_at: Timestamp | None
 
 
 class NotificationPage(TypedDict):
@@ -55,6 +56,13 @@ class NotificationChanged(TypedDict):
 
 class ReadAllResult(TypedDict):
     updated: int
+    unread_count: int
+
+
+class ArchiveReadResult(TypedDict):
+    """How many read notifications were archived, and the unread count (which they were not in)."""
+
+    archived: int
     unread_count: int
 
 

@@ -34,10 +34,11 @@ from webapp.notifications.models import (
 from webapp.notifications.schemas import ActorJson, NotificationJson
 from webapp.pagination import MAX_PAGE_SIZE
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
-from webapp.realtime.protocol import CountMessage, Message, NewMessage, ReadMessage, to_wire
+from webapp.realtime.protocol import ArchiveMessage, CountMessage, Message, NewMessage, ReadMessage, to_wire
 from webapp.validation import MAX_INT32, is_int_in
 
-InboxStatus = Literal["unread", "read", "all"]
+# "archived" lists only archived items; the other three never show them.
+InboxStatus = Literal["unread", "read", "all", "archived"]
 STATUSES: tuple[str, ...] = get_args(InboxStatus)
 # The tables themselves, for Core bulk statements (the ORM would build an object per row).
 NOTIFICATIONS = cast(Table, Notification.__table__)
@@ -82,6 +83,7 @@ class CreatedNotification:
     seen_at: None = None
     read_at: None = None
     obsolete_at: None = None
+    archived_at: None = None
 
     ROW_FIELDS: ClassVar[tuple[str, ...]] = (
         "user_id",
@@ -138,6 +140,7 @@ def notification_json(n: Notification | CreatedNotification, created_iso: str | 
         "read_at": n.read_at.isoformat() if n.read_at else None,
         "obsolete": n.obsolete_at is not None,
         "actor": actor_json(n),
+        "archived_at": n.archived_at.isoformat() if n.archived_at else None,
     }
 
 
@@ -243,45 +246,89 @@ class NotificationService:
     # ---- read state -----------------------------------------------------------------------
 
     async def mark_read(self, user_id: int, notification_id: int) -> tuple[Notification, InboxState]:
-        return await self._set_read(user_id, notification_id, read=True)
+        return await self._set(user_id, notification_id, "read_at", True)
 
     async def mark_unread(self, user_id: int, notification_id: int) -> tuple[Notification, InboxState]:
-        return await self._set_read(user_id, notification_id, read=False)
+        return await self._set(user_id, notification_id, "read_at", False)
 
-    async def _set_read(self, user_id: int, notification_id: int, read: bool) -> tuple[Notification, InboxState]:
+    async def archive(self, user_id: int, notification_id: int) -> tuple[Notification, InboxState]:
+        return await self._set(user_id, notification_id, "archived_at", True)
+
+    async def unarchive(self, user_id: int, notification_id: int) -> tuple[Notification, InboxState]:
+        return await self._set(user_id, notification_id, "archived_at", False)
+
+    async def _set(
+        self, user_id: int, notification_id: int, column: Literal["read_at", "archived_at"], on: bool
+    ) -> tuple[Notification, InboxState]:
+        """Sets (now) or clears one item's read or archived time; doing it twice changes nothing."""
         counter = (await self._lock_counters([user_id]))[user_id]
-        notification = await self.session.get(Notification, notification_id, populate_existing=True)
-        if notification is None or notification.user_id != user_id:
-            raise NotFound("No such notification.")
-        changed = (notification.read_at is None) == read
+        notification = await self.get(user_id, notification_id)
+        changed = (getattr(notification, column) is None) == on
         if changed:
-            notification.read_at = utcnow() if read else None
-            if read:
+            setattr(notification, column, utcnow() if on else None)
+            if column == "read_at" and on:
                 count_after_commit(self.session, metrics.NOTIFICATIONS_READ, 1)
-        state = await self._finish_change(user_id, counter, [notification.id] if changed else [], read)
-        return notification, state
+        ids = [notification.id] if changed else []
+        if column == "read_at":
+            return notification, await self._finish_change(user_id, counter, ids, read=on)
+        return notification, await self._finish_change(user_id, counter, ids, archived=on)
 
     async def mark_all_read(self, user_id: int, up_to_seq: int | None = None) -> tuple[list[int], InboxState]:
-        """Marks everything up to the seq the user saw; anything newer stays unread."""
-        if up_to_seq is not None and not is_int_in(up_to_seq, 0, MAX_INT32):
-            raise ValidationFailed({"up_to_seq": f"Use a seq from 0 to {MAX_INT32}."})
-        counter = (await self._lock_counters([user_id]))[user_id]
-        limit = counter["last_seq"] if up_to_seq is None else min(up_to_seq, counter["last_seq"])
-        result = await self.session.execute(
-            update(Notification)
-            .where(Notification.user_id == user_id, Notification.read_at.is_(None), Notification.seq <= limit)
-            .values(read_at=utcnow())
-            .returning(Notification.id)
-            .execution_options(synchronize_session=False)
+        """Marks everything up to the seq the user saw; anything newer stays unread. Archived items
+        are out of sight, so they stay as they are."""
+        counter, limit, ids = await self._set_up_to(
+            user_id, up_to_seq, Notification.read_at.is_(None), read_at=utcnow()
         )
-        ids = sorted(result.scalars())
         count_after_commit(self.session, metrics.NOTIFICATIONS_READ, len(ids))
         state = await self._finish_change(user_id, counter, ids, True, up_to_seq=limit)
         return ids, state
 
+    async def archive_read(self, user_id: int, up_to_seq: int | None = None) -> tuple[list[int], InboxState]:
+        """Archives the read items up to the seq the user saw ("archive all read"); an item read
+        or arriving after that stays. The unread count does not change, but every view drops them."""
+        condition = Notification.read_at.is_not(None)
+        counter, _, ids = await self._set_up_to(user_id, up_to_seq, condition, archived_at=utcnow())
+        return ids, await self._finish_change(user_id, counter, ids, archived=True)
+
+    async def _set_up_to(
+        self, user_id: int, up_to_seq: int | None, condition: Any, **values: Any
+    ) -> tuple[dict[str, int], int, list[int]]:
+        """Under the user's counter lock, sets `values` on their unarchived items meeting
+        `condition` up to the seq the user saw (all when None). Returns the counter, that seq
+        and the ids changed."""
+        counter, limit = await self._lock_up_to(user_id, up_to_seq)
+        result = await self.session.execute(
+            update(Notification)
+            .where(
+                Notification.user_id == user_id,
+                Notification.archived_at.is_(None),
+                condition,
+                Notification.seq <= limit,
+            )
+            .values(**values)
+            .returning(Notification.id)
+            .execution_options(synchronize_session=False)
+        )
+        return counter, limit, sorted(result.scalars())
+
+    async def _lock_up_to(self, user_id: int, up_to_seq: int | None) -> tuple[dict[str, int], int]:
+        """The user's locked counter and the last seq a change "up to what the user saw" may take."""
+        if up_to_seq is not None and not is_int_in(up_to_seq, 0, MAX_INT32):
+            raise ValidationFailed({"up_to_seq": f"Use a seq from 0 to {MAX_INT32}."})
+        counter = (await self._lock_counters([user_id]))[user_id]
+        return counter, counter["last_seq"] if up_to_seq is None else min(up_to_seq, counter["last_seq"])
+
     async def _finish_change(
-        self, user_id: int, counter: dict[str, int], ids: list[int], read: bool, up_to_seq: int | None = None
+        self,
+        user_id: int,
+        counter: dict[str, int],
+        ids: list[int],
+        read: bool | None = None,
+        up_to_seq: int | None = None,
+        archived: bool | None = None,
     ) -> InboxState:
+        """After a change of read state (`read`) or of archiving (`archived`) of `ids`: a new
+        version, and the message that tells every tab, rung after commit. No ids: nothing changed."""
         if ids:
             counter["version"] += 1
             await self.session.execute(
@@ -291,17 +338,15 @@ class NotificationService:
             )
         count = (await self._unread_counts([user_id], utcnow()))[user_id]
         state = InboxState(unread_count=count, seq=counter["last_seq"], version=counter["version"])
-        if ids:
-            message = ReadMessage(
-                user=user_id,
-                ids=ids,
-                read=read,
-                unread_count=state.unread_count,
-                seq=state.seq,
-                version=state.version,
-                up_to_seq=up_to_seq,
-            )
-            queue_after_commit(self.session.sync_session, [message])
+        if not ids:
+            return state
+        count, seq, version = state.unread_count, state.seq, state.version
+        message: Message
+        if archived is not None:
+            message = ArchiveMessage(user_id, ids, archived, unread_count=count, seq=seq, version=version)
+        else:
+            message = ReadMessage(user_id, ids, bool(read), count, seq, version, up_to_seq=up_to_seq)
+        queue_after_commit(self.session.sync_session, [message])
         return state
 
     async def unread_about(
@@ -447,7 +492,9 @@ class NotificationService:
         return (await self._unread_counts([user_id], utcnow()))[user_id]
 
     async def get(self, user_id: int, notification_id: int) -> Notification:
-        notification = await self.session.get(Notification, notification_id)
+        """The user's notification (another's is not found), read afresh: a change takes the
+        counter lock first and must see the row as it is now, not as this session last saw it."""
+        notification = await self.session.get(Notification, notification_id, populate_existing=True)
         if notification is None or notification.user_id != user_id:
             raise NotFound("No such notification.")
         return notification
@@ -468,7 +515,7 @@ class NotificationService:
         """Newest first; `cursor` is the seq to continue below. Returns the page and the next cursor."""
         errors = {}
         if status not in STATUSES:
-            errors["status"] = "Use unread, read or all."
+            errors["status"] = "Use unread, read, all or archived."
         if type_ and type_ not in NOTIFICATION_TYPES:
             errors["type"] = "Unknown notification type."
         if not 1 <= limit <= MAX_PAGE:
@@ -478,6 +525,10 @@ class NotificationService:
         if errors:
             raise ValidationFailed(errors)
         statement = select(Notification).where(Notification.user_id == user_id)
+        if status == "archived":
+            statement = statement.where(Notification.archived_at.is_not(None))
+        else:
+            statement = statement.where(Notification.archived_at.is_(None))
         if status == "unread":
             statement = statement.where(Notification.read_at.is_(None), _unexpired(utcnow()))
         elif status == "read":
@@ -576,7 +627,12 @@ class NotificationService:
         for chunk in _chunks(user_ids):
             first_unread = (
                 select(Notification.id)
-                .where(Notification.user_id == COUNTERS.c.user_id, Notification.read_at.is_(None), _unexpired(now))
+                .where(
+                    Notification.user_id == COUNTERS.c.user_id,
+                    Notification.read_at.is_(None),
+                    Notification.archived_at.is_(None),
+                    _unexpired(now),
+                )
                 .limit(UNREAD_COUNT_LIMIT)
                 .correlate(COUNTERS)
                 .subquery()

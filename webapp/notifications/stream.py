@@ -21,6 +21,7 @@ from webapp.notifications.delivered import DeliveredLive
 from webapp.notifications.services import InboxState, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
 from webapp.realtime.protocol import (
+    ArchiveMessage,
     CloseMessage,
     CountMessage,
     NewMessage,
@@ -46,7 +47,7 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class StreamEvent:
-    kind: str  # notification | count | read | reset | heartbeat
+    kind: str  # notification | count | read | archive | reset | heartbeat
     seq: int | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
 
@@ -127,7 +128,7 @@ class InboxStream:
                     case NewMessage() as new:
                         async for event in self._on_new(new):
                             yield event
-                    case ReadMessage() | CountMessage() as change:
+                    case ReadMessage() | ArchiveMessage() | CountMessage() as change:
                         if self._newer(change.version):
                             yield StreamEvent(change.type, change.seq, client_fields(change))
                     case ResyncMessage():
@@ -187,7 +188,9 @@ class InboxStream:
             rows = await self._read(lambda service: service.since(self.user_id, self.sent_seq, REPLAY_BATCH))
             for row in rows:
                 self.sent_seq = row.seq
-                yield StreamEvent("notification", row.seq, notification_json(row))
+                # Archived while the client was away: put away already, nothing to show or toast.
+                if row.archived_at is None:
+                    yield StreamEvent("notification", row.seq, notification_json(row))
             if len(rows) < REPLAY_BATCH:
                 return
 

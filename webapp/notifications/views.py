@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment
 
 from webapp.db import utcnow
+from webapp.notifications.models import NOTIFICATION_TYPES
+from webapp.notifications.services import STATUSES, UNREAD_COUNT_LIMIT
 from webapp.timeutil import format_in_zone
 
 TYPE_LABELS = {
@@ -48,6 +51,7 @@ def item_view(payload: Mapping[str, Any], timezone: str) -> dict[str, Any]:
     return {
         **payload,
         "unread": payload.get("read_at") is None,
+        "archived": payload.get("archived_at") is not None,
         "label": TYPE_LABELS.get(payload["type"], "Notification") + (" · outdated" if payload.get("obsolete") else ""),
         "created_iso": created_at.isoformat(),
         "created_relative": relative_time(created_at),
@@ -58,3 +62,33 @@ def item_view(payload: Mapping[str, Any], timezone: str) -> dict[str, Any]:
 def render_item(environment: Environment, payload: Mapping[str, Any], timezone: str) -> str:
     template = environment.get_template("_notification_item.html")
     return template.render(n=item_view(payload, timezone))
+
+
+def count_label(count: int) -> str:
+    """An unread count as the bell shows it: counts stop at 100, which means "more than 99"."""
+    return "99+" if count >= UNREAD_COUNT_LIMIT else str(count)
+
+
+def panel_context(payloads: Sequence[Mapping[str, Any]], unread_count: int, timezone: str) -> dict[str, Any]:
+    """The dropdown: its items in "Unread" and "Earlier", the unread count for its header, and
+    how many unread items did not fit (at the count's bound, "90+": at least that many)."""
+    views = [item_view(payload, timezone) for payload in payloads]
+    unread = [v for v in views if v["unread"]]
+    more = max(0, unread_count - len(unread))
+    return {
+        "unread": unread,
+        "earlier": [v for v in views if not v["unread"]],
+        "unread_label": count_label(unread_count),
+        "more_unread": more,
+        "more_unread_label": f"{more}+" if unread_count >= UNREAD_COUNT_LIMIT else str(more),
+    }
+
+
+def inbox_path(status: str, type_: str) -> str:
+    """The inbox page under these filters, for a form that lands back on it; values that are no
+    filter are dropped (never echoed into a Location)."""
+    status = status if status in STATUSES else "all"
+    type_ = type_ if type_ in NOTIFICATION_TYPES else ""
+    if status == "all" and not type_:
+        return "/notifications"
+    return "/notifications?" + urlencode({"status": status, "type": type_})

@@ -10,6 +10,9 @@ encoders and `/cable` write them out; `static/js/notifications.js` follows the d
   read   some items changed read state. Fields: user, ids, read (true: read, false: unread),
          unread_count, seq, version; up_to_seq when "mark all as read" covered everything up to
          a seq.
+  archive some items were archived (archived true) or brought back (false): they leave (or
+         return to) every view but the inbox's Archived filter. Fields: user, ids, archived,
+         unread_count, seq, version.
   count  the unread count as of (seq, version).
   reset  (stream → client only) continuity cannot be proven: the client adopts seq, version and
          unread_count as given — even when lower than what it held — and refetches its views.
@@ -21,7 +24,7 @@ encoders and `/cable` write them out; `static/js/notifications.js` follows the d
          and sends its streams and `/cable` connections `close` (reason "session_ended").
 
 The ordering rules, for every consumer: an item is applied only if its seq is above the last seq
-shown; a read or count only if its version is above the last version applied; `reset` is the one
+shown; a read, archive or count only if its version is above the last version applied; `reset` is the one
 message that may move both down.
 """
 
@@ -52,6 +55,17 @@ class ReadMessage:
     version: int
     up_to_seq: int | None = None
     type: str = field(default="read", init=False)
+
+
+@dataclass(frozen=True)
+class ArchiveMessage:
+    user: int
+    ids: list[int]
+    archived: bool
+    unread_count: int
+    seq: int
+    version: int
+    type: str = field(default="archive", init=False)
 
 
 @dataclass(frozen=True)
@@ -89,10 +103,20 @@ class SessionEndedMessage:
     type: str = field(default="session_ended", init=False)
 
 
-Message = NewMessage | ReadMessage | CountMessage | ResetMessage | CloseMessage | ResyncMessage | SessionEndedMessage
+Message = (
+    NewMessage
+    | ReadMessage
+    | ArchiveMessage
+    | CountMessage
+    | ResetMessage
+    | CloseMessage
+    | ResyncMessage
+    | SessionEndedMessage
+)
 _KINDS: dict[str, type[Any]] = {
     "new": NewMessage,
     "read": ReadMessage,
+    "archive": ArchiveMessage,
     "count": CountMessage,
     "reset": ResetMessage,
     "close": CloseMessage,
@@ -118,7 +142,7 @@ def from_wire(data: dict[str, Any]) -> Message | None:
         return None
 
 
-def client_fields(message: NewMessage | ReadMessage | CountMessage | ResetMessage) -> dict[str, Any]:
+def client_fields(message: NewMessage | ReadMessage | ArchiveMessage | CountMessage | ResetMessage) -> dict[str, Any]:
     """What a client is sent of a message: everything but the routing (type, user) and, for
     `new`, the notification itself (which travels as the event's data)."""
     return {k: v for k, v in to_wire(message).items() if k not in ("type", "user", "notification")}

@@ -50,6 +50,8 @@ def _channel_message(event: StreamEvent) -> dict[str, Any] | None:
         return {"type": "notification_count", "unread_count": event.payload.get("unread_count"), "seq": event.seq}
     if event.kind == "read":
         return {"type": "notification_read", **event.payload}
+    if event.kind == "archive":
+        return {"type": "notification_archived", **event.payload}
     return None
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -11,9 +11,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from webapp.http import DbSession, RowId, current_user, from_this_site, require_user
 from webapp.notifications.announcements import AnnouncementService
-from webapp.notifications.models import NotificationType
+from webapp.notifications.models import Notification, NotificationType
 from webapp.notifications.schemas import (
     AnnouncementAccepted,
+    ArchiveReadResult,
     InboxCount,
     NotificationChanged,
     NotificationPage,
@@ -26,7 +27,7 @@ from webapp.notifications.services import (
     NotificationService,
     notification_json,
 )
-from webapp.notifications.views import TYPE_LABELS, item_view
+from webapp.notifications.views import TYPE_LABELS, inbox_path, item_view, panel_context
 from webapp.openapi import api_doc
 from webapp.validation import MAX_INT32, RowIdField, SeqField, Text, parse_int
 
@@ -61,21 +62,8 @@ class NotificationPages(Controller):
         """Opening the dropdown: the latest items, split into unread and earlier; marks them seen."""
         user = current_user(request)
         items, state = await NotificationService(db_session).panel(user.id, PANEL_SIZE)
-        return self._panel(items, state, user.timezone)
-
-    def _panel(
-        self, items: list[Any], state: InboxState, timezone: str, headers: dict[str, str] | None = None
-    ) -> Template:
-        views = [item_view(notification_json(n), timezone) for n in items]
-        return Template(
-            "_notification_panel.html",
-            context={
-                "unread": [v for v in views if v["unread"]],
-                "earlier": [v for v in views if not v["unread"]],
-                "inbox": state,
-            },
-            headers=headers,
-        )
+        # Its count rides along, so the badge agrees with the header the dropdown shows.
+        return _panel(items, state, user.timezone, count_trigger(state))
 
     @get("/")
     async def inbox(
@@ -86,22 +74,23 @@ class NotificationPages(Controller):
         type: Annotated[str | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
         cursor: Annotated[str | None, QueryParameter()] = None,
     ) -> Template:
-        user = current_user(request)
-        service = NotificationService(db_session)
-        items, next_cursor = await service.listing(
-            user.id, status, type or None, PAGE_SIZE, parse_int(cursor, "cursor")
-        )
-        return Template(
-            "notifications.html",
-            context={
-                "items": [item_view(notification_json(n), user.timezone) for n in items],
-                "status": status,
-                "type": type,
-                "cursor": cursor,
-                "next_cursor": next_cursor,
-                "type_labels": TYPE_LABELS,
-            },
-        )
+        """The inbox page. Its filters live in the URL (a GET form), so a reload or the back button
+        keeps them; older pages load as the list scrolls (see `items`)."""
+        context = await _inbox_items(request, db_session, status, type, cursor)
+        return Template("notifications.html", context={**context, "cursor": cursor, "type_labels": TYPE_LABELS})
+
+    @get("/items")
+    async def items(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        status: Annotated[str, QueryParameter()] = "all",
+        type: Annotated[str | None, QueryParameter()] = None,  # noqa: A002 - the query parameter's name
+        cursor: Annotated[str | None, QueryParameter()] = None,
+    ) -> Template:
+        """The next page of the inbox list, loaded when its placeholder scrolls into view."""
+        context = await _inbox_items(request, db_session, status, type, cursor)
+        return Template("_inbox_items.html", context=context)
 
     @get("/{notification_id:int}/open", opt={"writes": True})
     async def open(self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId) -> Redirect:
@@ -124,26 +113,103 @@ class NotificationPages(Controller):
         return await self._set(request, db_session, notification_id, read=False)
 
     async def _set(self, request: Request[Any, Any, Any], session: Any, notification_id: int, read: bool) -> Template:
-        user = current_user(request)
-        service = NotificationService(session)
-        change = service.mark_read if read else service.mark_unread
-        notification, state = await change(user.id, notification_id)
+        notification, state = await _change(request, session, notification_id, "mark_read" if read else "mark_unread")
         return Template(
             "_notification_item.html",
-            context={"n": item_view(notification_json(notification), user.timezone)},
+            context={"n": item_view(notification_json(notification), current_user(request).timezone)},
             headers=count_trigger(state),
         )
 
+    @post("/{notification_id:int}/archive", status_code=HTTP_200_OK)
+    async def archive(
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
+    ) -> Response[Any]:
+        return await self._archive(request, db_session, notification_id, archived=True)
+
+    @post("/{notification_id:int}/unarchive", status_code=HTTP_200_OK)
+    async def unarchive(
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
+    ) -> Response[Any]:
+        return await self._archive(request, db_session, notification_id, archived=False)
+
+    async def _archive(
+        self, request: Request[Any, Any, Any], session: Any, notification_id: int, archived: bool
+    ) -> Response[Any]:
+        """The item leaves the view it was in (the button swaps it away): only the count comes back."""
+        _, state = await _change(request, session, notification_id, "archive" if archived else "unarchive")
+        return Response("", headers=count_trigger(state))
+
     @post("/read_all", status_code=HTTP_200_OK)
     async def read_all(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        return await self._all(request, db_session, archive=False)
+
+    @post("/archive_read", status_code=HTTP_200_OK)
+    async def archive_read(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
+        return await self._all(request, db_session, archive=True)
+
+    async def _all(self, request: Request[Any, Any, Any], session: Any, archive: bool) -> Response[Any]:
+        """ "Mark all as read" and "Archive all read", up to the seq the page showed. From the
+        dropdown: the dropdown again; from the inbox page: its list again, under the same filters;
+        without script: back to the inbox page with those filters."""
         user = current_user(request)
         form = dict(await request.form())
-        service = NotificationService(db_session)
-        _, state = await service.mark_all_read(user.id, parse_int(form.get("up_to_seq"), "up_to_seq"))
+        service = NotificationService(session)
+        change = service.archive_read if archive else service.mark_all_read
+        _, state = await change(user.id, parse_int(form.get("up_to_seq"), "up_to_seq"))
+        status, type_ = str(form.get("status") or "all"), str(form.get("type") or "")
         if not request.headers.get("hx-request"):
-            return Redirect("/notifications")
+            return Redirect(inbox_path(status, type_))
+        if form.get("view") == "inbox":
+            context = await _inbox_items(request, session, status, type_, None)
+            return Template("_inbox_items.html", context=context, headers=count_trigger(state))
         items, _ = await service.listing(user.id, limit=PANEL_SIZE)
-        return self._panel(items, state, user.timezone, count_trigger(state))
+        return _panel(items, state, user.timezone, count_trigger(state))
+
+
+ItemChange = Literal["mark_read", "mark_unread", "archive", "unarchive"]
+
+
+async def _change(
+    request: Request[Any, Any, Any], session: Any, notification_id: int, change: ItemChange
+) -> tuple[Notification, InboxState]:
+    """One of the user's items marked read or unread, archived or brought back (another's: 404)."""
+    service = NotificationService(session)
+    act = {
+        "mark_read": service.mark_read,
+        "mark_unread": service.mark_unread,
+        "archive": service.archive,
+        "unarchive": service.unarchive,
+    }[change]
+    return await act(current_user(request).id, notification_id)
+
+
+async def _changed(
+    request: Request[Any, Any, Any], session: Any, notification_id: int, change: ItemChange
+) -> NotificationChanged:
+    notification, state = await _change(request, session, notification_id, change)
+    return {"notification": notification_json(notification), "unread_count": state.unread_count}
+
+
+def _panel(items: list[Any], state: InboxState, timezone: str, headers: dict[str, str] | None = None) -> Template:
+    context = panel_context([notification_json(n) for n in items], state.unread_count, timezone)
+    return Template("_notification_panel.html", context={**context, "inbox": state}, headers=headers)
+
+
+async def _inbox_items(
+    request: Request[Any, Any, Any], session: Any, status: str, type_: str | None, cursor: str | None
+) -> dict[str, Any]:
+    """One page of the inbox list under its filters (refused with a 422 when they are not ones)."""
+    user = current_user(request)
+    items, next_cursor = await NotificationService(session).listing(
+        user.id, status, type_ or None, PAGE_SIZE, parse_int(cursor, "cursor")
+    )
+    return {
+        "items": [item_view(notification_json(n), user.timezone) for n in items],
+        "status": status,
+        "type": type_ or "",
+        "first_page": not cursor,
+        "next_cursor": next_cursor,
+    }
 
 
 class NotificationApi(Controller):
@@ -183,8 +249,7 @@ class NotificationApi(Controller):
     async def read(
         self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
     ) -> NotificationChanged:
-        notification, state = await NotificationService(db_session).mark_read(current_user(request).id, notification_id)
-        return {"notification": notification_json(notification), "unread_count": state.unread_count}
+        return await _changed(request, db_session, notification_id, "mark_read")
 
     @post(
         "/notifications/{notification_id:int}/unread",
@@ -194,10 +259,39 @@ class NotificationApi(Controller):
     async def unread(
         self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
     ) -> NotificationChanged:
-        notification, state = await NotificationService(db_session).mark_unread(
-            current_user(request).id, notification_id
-        )
-        return {"notification": notification_json(notification), "unread_count": state.unread_count}
+        return await _changed(request, db_session, notification_id, "mark_unread")
+
+    @post(
+        "/notifications/{notification_id:int}/archive",
+        status_code=HTTP_200_OK,
+        **api_doc("Archive a notification (out of the list and the unread count)", 403, 404, 422, auth=True),
+    )
+    async def archive(
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
+    ) -> NotificationChanged:
+        return await _changed(request, db_session, notification_id, "archive")
+
+    @post(
+        "/notifications/{notification_id:int}/unarchive",
+        status_code=HTTP_200_OK,
+        **api_doc("Bring an archived notification back", 403, 404, 422, auth=True),
+    )
+    async def unarchive(
+        self, request: Request[Any, Any, Any], db_session: DbSession, notification_id: RowId
+    ) -> NotificationChanged:
+        return await _changed(request, db_session, notification_id, "unarchive")
+
+    @post(
+        "/notifications/archive_read",
+        status_code=HTTP_200_OK,
+        **api_doc("Archive all my read notifications (up to a seq)", 400, 403, 413, 422, auth=True, optional_body=True),
+    )
+    async def archive_read(
+        self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[ReadAllRequest | None] = None
+    ) -> ArchiveReadResult:
+        up_to = data.up_to_seq if data else None
+        ids, state = await NotificationService(db_session).archive_read(current_user(request).id, up_to)
+        return {"archived": len(ids), "unread_count": state.unread_count}
 
     @post(
         "/notifications/read_all",

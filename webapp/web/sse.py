@@ -27,6 +27,10 @@ API_EVENTS = {
     "notification": ("new_notification", "a new notification, as the JSON API shows it; `id:` is its seq"),
     "count": ("notification_count", "{unread_count, seq, version}: apply only if version is newer"),
     "read": ("notification_read", "{ids, read, unread_count, seq, version, up_to_seq}: read state changed"),
+    "archive": (
+        "notification_archived",
+        "{ids, archived, unread_count, seq, version}: archived (or, archived false, brought back)",
+    ),
     "reset": ("reset", "{seq, unread_count, version}: continuity was lost; adopt these and refetch"),
 }
 # Kinds whose SSE `id:` is the seq, so that Last-Event-ID resumes from them.
@@ -49,7 +53,7 @@ def page_encoder(timezone: str, environment: Any) -> Encoder:
         if event.kind == "notification":
             html = render_item(environment, event.payload, timezone)
             return ServerSentEventMessage(event="notification", id=event.seq, data=html)
-        if event.kind in ("count", "read"):
+        if event.kind in ("count", "read", "archive"):
             return ServerSentEventMessage(event=event.kind, data=_json(event.payload))
         if event.kind == "reset":
             return ServerSentEventMessage(event="reset", id=event.seq, data=_json(event.payload))
