@@ -72,7 +72,7 @@ def server_tracebacks(log_path: Path, start: int = 0) -> str | None:
     return _summarize_tracebacks(new) if "Traceback" in new else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log_path = tmp_path_factory.mktemp("e2e-server") / "server.log"
     server = LiveServer(server_env(database_url), log_path)
@@ -136,7 +136,7 @@ def _chromium_executable() -> str | None:
     return None  # Playwright's own downloaded browser
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     async with async_playwright() as playwright:

@@ -181,7 +181,7 @@ async def node_client(node: str) -> AsyncIterator[NodeFactory]:
 BASE_ENV = {"SECRET_KEY": TEST_SECRET, "LOG_LEVEL": "WARNING", "ANNOUNCEMENTS_PER_HOUR": "100000"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_servers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
     """`live_servers(**env)`: one running server per distinct environment, shared by the session."""
     servers: dict[tuple[tuple[str, str], ...], LiveServer] = {}

@@ -212,7 +212,7 @@ async def fresh_user_ids(engine: Any) -> None:
             )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fleet(request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory):
     """Every server of SERVERS that a selected test uses, started in parallel."""
     wanted = sorted(
@@ -230,22 +230,22 @@ def fleet(request: pytest.FixtureRequest, database_url: str, tmp_path_factory: p
             stop_all(list(servers.values()))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(fleet: dict[str, LiveServer]) -> LiveServer:
     return fleet["server"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lifetime_server(fleet: dict[str, LiveServer]) -> LiveServer:
     return fleet["lifetime_server"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def resync_server(fleet: dict[str, LiveServer]) -> LiveServer:
     return fleet["resync_server"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def unreachable_redis_server(fleet: dict[str, LiveServer]) -> LiveServer:
     return fleet["unreachable_redis_server"]
 

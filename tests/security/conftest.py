@@ -34,7 +34,7 @@ _HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # real a
 _emails = iter(range(1, 1_000_000))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log_path = tmp_path_factory.mktemp("security-server") / "server.log"
     live = LiveServer(
