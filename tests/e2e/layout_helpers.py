@@ -13,6 +13,7 @@ from tests.e2e.conftest import ContextFactory, Screenshots
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 VIEWPORTS = {"phone": PHONE, "desktop": DESKTOP}
+VIEWPORT_NAMES = list(VIEWPORTS)  # what tests run at: both, every time
 
 
 def viewport_options(name: str, **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.e2e.conftest import ContextFactory, Screenshots
-from tests.e2e.layout_helpers import phone_or_desktop
+from tests.e2e.layout_helpers import VIEWPORT_NAMES, phone_or_desktop
 from tests.e2e.notifications_helpers import (
     ApiClient,
     Person,
@@ -28,7 +28,6 @@ from tests.e2e.notifications_helpers import (
     sign_in,
 )
 
-VIEWPORT_NAMES = ["phone", "desktop"]
 UNREAD = re.compile(r"\bis-unread\b")
 
 

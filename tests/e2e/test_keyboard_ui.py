@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.e2e.conftest import ContextFactory, Screenshots
-from tests.e2e.layout_helpers import phone_or_desktop
+from tests.e2e.layout_helpers import VIEWPORT_NAMES, phone_or_desktop
 from tests.e2e.notifications_helpers import (
     BELL,
     PANEL,
@@ -24,8 +24,6 @@ from tests.e2e.notifications_helpers import (
     seed_notifications,
     sign_in,
 )
-
-VIEWPORT_NAMES = ["desktop", "phone"]
 
 # What has the focus, in words a failure message can show: "button Mark as read: Doors at seven".
 FOCUSED = """() => {

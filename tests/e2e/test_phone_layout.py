@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.e2e.conftest import Api, ContextFactory, Screenshots
 from tests.e2e.layout_helpers import (
+    VIEWPORT_NAMES,
     box,
     dark,
     expect_hittable,
@@ -36,8 +37,6 @@ from tests.e2e.notifications_helpers import (
     sign_in,
 )
 from webapp.auth.middleware import ACCESS_COOKIE
-
-VIEWPORT_NAMES = ["phone", "desktop"]
 
 
 def local_at(zone: str, days_ahead: int, hour: int, minute: int = 0) -> datetime:

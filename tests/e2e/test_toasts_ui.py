@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.e2e.axe_helpers import axe_violations, describe, serious
 from tests.e2e.conftest import ContextFactory, Screenshots, server_env, server_tracebacks
-from tests.e2e.layout_helpers import box, dark, viewport_box, viewport_options
+from tests.e2e.layout_helpers import VIEWPORT_NAMES, box, dark, viewport_box, viewport_options
 from tests.e2e.notifications_helpers import (
     BELL,
     PANEL,
@@ -96,10 +96,11 @@ def announcements_of_notifications(said: list[str]) -> list[str]:
 # --- a burst ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("viewport", VIEWPORT_NAMES)
 async def test_a_burst_of_ten_shows_at_most_three_toasts_with_a_summary(
-    new_context: ContextFactory, shot: Screenshots, base_url: str, session: AsyncSession
+    viewport: str, new_context: ContextFactory, shot: Screenshots, base_url: str, session: AsyncSession
 ) -> None:
-    client, admin, page = await member_watching(new_context, base_url, session)
+    client, admin, page = await member_watching(new_context, base_url, session, **viewport_options(viewport))
     await page.evaluate(RECORDER)
 
     await asyncio.gather(*(client.announce(admin, f"Burst {n}: doors at seven") for n in range(1, 11)))
@@ -114,7 +115,7 @@ async def test_a_burst_of_ten_shows_at_most_three_toasts_with_a_summary(
     await expect(summary.get_by_role("link", name=f"{10 - shown_alone} new notifications")).to_have_attribute(
         "href", "/notifications"
     )
-    await shot(page, "burst-of-ten")
+    await shot(page, f"{viewport}-burst-of-ten")
 
     # One polite live region on the page, the toasts are not live regions of their own, and it
     # spoke in summaries: a handful of announcements that together account for all ten.
@@ -259,7 +260,7 @@ async def test_a_toast_closes_pauses_on_hover_and_focus_and_is_reached_by_keyboa
 # --- where toasts are drawn --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+@pytest.mark.parametrize("viewport", VIEWPORT_NAMES)
 async def test_toasts_never_cover_the_bell_or_the_open_dropdown(
     viewport: str, new_context: ContextFactory, shot: Screenshots, base_url: str, session: AsyncSession
 ) -> None:
