@@ -21,6 +21,7 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import (
@@ -36,6 +37,7 @@ from dramatiq.middleware import (
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DataError
 
+from jobs import runtime
 from jobs.ops import SampleWorker
 from webapp import logs, metrics
 from webapp.errors import ValidationFailed
@@ -102,10 +104,6 @@ class DeadLetterLog(Middleware):
         outbox_id = message.kwargs.get("outbox_id")
         if outbox_id is None:
             return
-        from dramatiq.asyncio import get_event_loop_thread
-
-        from jobs import runtime  # not at import time: the broker is configured before anything else
-
         loop_thread = get_event_loop_thread()
         try:
             if loop_thread is None:
@@ -213,6 +211,7 @@ def _middleware() -> list[Middleware]:
         JobMetrics(),
         Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         AsyncIO(),
+        runtime.DisposeAtShutdown(),
         DeadLetterLog(),
         JobLogContext(),
         OneStopPerSignal(),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq import Worker
-from dramatiq.asyncio import get_event_loop_thread
 
 from jobs import runtime, scheduler
 from webapp.bookings.payment_gateway import PaymentGateway
 from webapp.settings import Settings
+
+# Stopping waits this long for the jobs in progress to end (a tick gets as long: app.py).
+SHUTDOWN_GRACE_MS = 30_000
 
 
 class EmbeddedJobs:
@@ -37,7 +39,6 @@ class EmbeddedJobs:
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        loop_thread = get_event_loop_thread()
-        if loop_thread is not None:
-            loop_thread.run_coroutine(runtime.dispose())  # the jobs' engine lives on that loop
-        self.worker.stop(timeout=5000)
+        # The jobs in progress end first; their engine is then closed on their loop
+        # (runtime.DisposeAtShutdown), and only then does the loop stop.
+        self.worker.stop(timeout=SHUTDOWN_GRACE_MS)

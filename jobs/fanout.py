@@ -270,6 +270,8 @@ async def _tell_updates(
     describe = functools.lru_cache(maxsize=None)(
         lambda merged_json, zone: describe_changes(json.loads(merged_json), zone)
     )
+    history_changes = {v: changes for v, (changes, _) in history.items()}
+    merge_stored = functools.lru_cache(maxsize=None)(lambda versions: _merge(history_changes, versions))
     items, replaced, settled = [], [], []
     for user in users:
         if user.id not in seated_since:
@@ -285,16 +287,17 @@ async def _tell_updates(
         if not untold:
             continue
         waiting = sorted((n for n in earlier if n.read_at is None), key=lambda n: n.seq)
-        pieces = {v: history[v][0] for v in untold}
+        stored = set(untold)
+        legacy: dict[int, dict[str, Any]] = {}
         for n in waiting:
             if "versions" in n.data:
-                pieces.update({v: history[v][0] for v in n.data["versions"] if v in history})
+                stored.update(v for v in n.data["versions"] if v in history)
             else:  # an item written before changes were stored per version tells its own merge
-                pieces.setdefault(int(n.data.get("version", 0)), n.data.get("changes", {}))
-        merged: dict[str, Any] = {}
-        for v in sorted(pieces):
-            merged = merge_changes(merged, pieces[v])
-        versions = sorted(pieces)
+                legacy.setdefault(int(n.data.get("version", 0)), n.data.get("changes", {}))
+        legacy = {v: changes for v, changes in legacy.items() if v not in stored}
+        versions = sorted(stored | set(legacy))
+        # Most recipients are owed the same versions: their merge is computed once per fan-out.
+        merged = merge_stored(tuple(versions)) if not legacy else _merge({**history_changes, **legacy}, versions)
         replaced.extend(waiting)
         if not merged:
             # Changed and changed back: nothing is news, but these versions count as told.
@@ -328,6 +331,13 @@ async def _update_reports(session: Any, event_id: int, history: dict[int, Any]) 
     keys = {event_change_key("event_updated", event_id, version): version for version in history}
     found = await DeliveryReportService(session).ids(list(keys))
     return {keys[key]: report_id for key, report_id in found.items()}
+
+
+def _merge(changes_by_version: dict[int, dict[str, Any]], versions: Sequence[int]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for v in versions:
+        merged = merge_changes(merged, changes_by_version[v])
+    return merged
 
 
 def _told_versions(notification: Any) -> list[int]:

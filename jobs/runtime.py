@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from webapp.bookings.payment_gateway import PaymentGateway, TestPaymentGateway
@@ -77,8 +81,40 @@ async def mark_failed(outbox_id: int) -> None:
         await db.commit()
 
 
+# What a job's commit started on the loop (the hand-over of its outbox rows, bounded by the
+# hand-over's own timeout) gets this long to end once the jobs have; then it is cancelled.
+LOOP_TASKS_GRACE_SECONDS = outbox.DISPATCH_TIMEOUT_SECONDS + 5
+
+
+async def finish_loop_tasks(grace_seconds: float = LOOP_TASKS_GRACE_SECONDS) -> None:
+    """Lets the tasks left on this loop end (cancelling those still running after the grace, so
+    that each leaves its transaction through its own rollback), then closes the engine: as
+    asyncio.run does before it closes a loop."""
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current]
+    if left:
+        _, running = await asyncio.wait(left, timeout=grace_seconds)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    await dispose()
+
+
 async def dispose() -> None:
     loop = asyncio.get_running_loop()
     if loop in _engines:
         engine, _ = _engines.pop(loop)
         await engine.dispose()
+
+
+class DisposeAtShutdown(Middleware):
+    """Once the worker threads have finished their jobs, and before Dramatiq's AsyncIO middleware
+    stops the jobs' event loop (listed after it: `after_` hooks run in reverse order), lets what
+    the jobs left running there end and closes their engine. A task still in its transaction when
+    the loop stops (a job, or the hand-over a job's commit started) would leave its connection,
+    and on SQLite the write lock, held for as long as the process lives."""
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(finish_loop_tasks())

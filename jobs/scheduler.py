@@ -33,6 +33,8 @@ from webapp import metrics
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.models import Event
+from webapp.notifications.offsite import claim_due
+from webapp.notifications.services import NotificationService
 from webapp.ops.sampling import OpsSampler
 from webapp.outbox.services import enqueue_after_commit, handed_over, purge_completed, redeliver_unfinished
 from webapp.reminders.services import ReminderService
@@ -66,6 +68,8 @@ class TickResult:
     purged_reminders: int = 0
     purged_notifications: int = 0
     released: int = 0
+    expiries_told: int = 0  # users whose tabs were told a lower count because items expired
+    offsite: int = 0  # push and email jobs written for due off-page deliveries
     skipped: bool = False  # another scheduler kept the turn
 
 
@@ -133,6 +137,10 @@ async def _tick(session_factory: object, now: datetime) -> TickResult:
         await session.commit()
         await handed_over(session)
     async with session_factory() as session:  # type: ignore[operator]
+        offsite = await claim_due(session, now)  # one push or email job per user and channel
+        await session.commit()
+        await handed_over(session)
+    async with session_factory() as session:  # type: ignore[operator]
         event_ids = await claim_review_requests(session, now)
         for event_id in event_ids:
             enqueue_after_commit(session, fan_out_review_requests.actor_name, event_id=event_id)
@@ -149,6 +157,9 @@ async def _tick(session_factory: object, now: datetime) -> TickResult:
         purged_outbox = await purge_completed(session, now - OUTBOX_RETENTION)
         await session.commit()
         await handed_over(session)  # recorded before the turn passes: nobody hands them over again
+    async with session_factory() as session:  # type: ignore[operator]
+        told = await NotificationService(session).announce_expired(now)
+        await session.commit()  # the counts ring after this commit
     # Retention: one bounded batch each, one transaction each, committed here.
     async with session_factory() as session:  # type: ignore[operator]
         purged_reminders = await retention.purge_sent_reminders(session, now)
@@ -180,6 +191,8 @@ async def _tick(session_factory: object, now: datetime) -> TickResult:
         purged_reminders=purged_reminders,
         purged_notifications=purged_notifications,
         released=len(released),
+        expiries_told=len(told),
+        offsite=offsite,
     )
 
 

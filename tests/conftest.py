@@ -4,13 +4,17 @@ PostgreSQL database when TIDINGS_TEST_DATABASE_URL points at a server), emptied 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import delete, func, select, text
@@ -43,7 +47,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(
         {
             "DATABASE_URL": database_url,
@@ -52,6 +56,8 @@ def settings(database_url: str) -> Settings:
             # Suites sign up and invite many people from one address: a test of those limits sets its own.
             "REGISTRATIONS_PER_HOUR": "1000000",
             "INVITATIONS_PER_HOUR": "1000000",
+            # Development email goes to a folder: the tests' own, not the developer's var/mail.
+            "MAIL_DIR": str(tmp_path_factory.mktemp("mail")),
         }
     )
 
@@ -67,6 +73,11 @@ async def engine(database_url: str) -> AsyncIterator[Any]:
 async def clean_database(engine: Any) -> AsyncIterator[None]:
     yield
     import_all_models()
+    # Jobs a test queued in this process's in-memory broker and no worker took before its app
+    # stopped would run in the next test's app, with ids the emptied tables hand out again (a
+    # process of its own loses them the same way; its outbox rows are gone with the data).
+    if isinstance(dramatiq.get_broker(), StubBroker):
+        dramatiq.get_broker().flush_all()
     # A job or hand-over the test started may still be writing: on PostgreSQL the TRUNCATE can
     # then lose a deadlock with it, and simply runs again.
     for attempt in range(5):
@@ -80,9 +91,20 @@ async def clean_database(engine: Any) -> AsyncIterator[None]:
                         await conn.execute(delete(table))
             return
         except DBAPIError as exc:
+            if "database is locked" in str(exc):
+                _show_who_holds_the_lock()
             if "deadlock" not in str(exc) or attempt == 4:
                 raise
             await asyncio.sleep(0.5)
+
+
+def _show_who_holds_the_lock() -> None:
+    """Something in this process kept SQLite's write lock past its test: every later test would
+    fail the same way, so the log shows every thread and task that could be holding it."""
+    sys.stderr.write("\n== the SQLite write lock is held after a test: threads and tasks of this process ==\n")
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=sys.stderr)
 
 
 JOBS_SETTLE_SECONDS = 10.0
@@ -105,10 +127,16 @@ async def wait_for_live_jobs(engine: Any, within: float = JOBS_SETTLE_SECONDS) -
         await asyncio.sleep(0.1)
 
 
+# The test's own sessions, open until its fixtures are torn down.
+_test_sessions: list[AsyncSession] = []
+
+
 @pytest.fixture
 async def session(engine: Any) -> AsyncIterator[AsyncSession]:
     async with create_sessionmaker(engine)() as session:
+        _test_sessions.append(session)
         yield session
+    _test_sessions.remove(session)
 
 
 @pytest.fixture
@@ -121,6 +149,11 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app, base_url="http://127.0.0.1:8000") as client:
         client.follow_redirects = False  # tests look at redirects themselves
         yield client
+        # The test is over: end its own session's transaction before the app stops. On SQLite an
+        # open one holds the write lock, and the app's shutdown waits for its scheduler's tick,
+        # which would wait the whole busy timeout (5 s per test) for that lock.
+        for session in _test_sessions:
+            await session.close()
 
 
 @pytest.fixture

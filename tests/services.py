@@ -25,6 +25,14 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+def race_loop_seconds(database_url: str) -> float:
+    """How long a test that repeats a race looks for a deadlock: on PostgreSQL, where
+    transactions truly interleave, 20 s (a few hundred rounds); on SQLite, which runs one writer
+    at a time, 5 s. DEADLOCK_LOOP_SECONDS makes a longer soak by hand."""
+    default = "20" if database_url.startswith("postgresql") else "5"
+    return float(os.environ.get("DEADLOCK_LOOP_SECONDS", default))
+
+
 def missing_service(message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: a missing service fails the run)")

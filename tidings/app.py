@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from webapp import metrics, openapi
 from webapp.auth.middleware import SessionAuthMiddleware, SessionCSRFMiddleware
+from webapp.auth.models import User
 from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
 from webapp.bookings.payment_gateway import TestPaymentGateway
@@ -28,13 +29,15 @@ from webapp.flash import FlashMiddleware
 from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
 from webapp.logs import bind_user, configure_logging, new_request_id, request_id
+from webapp.mail.transport import log_email_mode
 from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.delivered import DeliveredFlush, DeliveredLive
 from webapp.notifications.resync import StreamResync
 from webapp.notifications.services import NotificationService
-from webapp.notifications.stream import StreamConfig
+from webapp.notifications.stream import STREAM_READS_AT_ONCE, StreamConfig
 from webapp.ops.sampling import OpsSampler
 from webapp.ops.store import RecentSamples
+from webapp.outbox.services import hand_overs_finished
 from webapp.ratelimit import Counter, MemoryCounter, RateLimiter, RedisCounter
 from webapp.realtime.doorbell import Doorbell, Hub, LocalDoorbell, RedisDoorbell, set_doorbell
 from webapp.realtime.ended_sessions import EndedSessions
@@ -52,9 +55,12 @@ from webapp.web.deliveries import DeliveryApi, event_reports_stream
 from webapp.web.events import EventApi, EventPages
 from webapp.web.groups import GroupApi, GroupPages
 from webapp.web.health import live, ready
+from webapp.web.mail import DevMailPages, open_link
 from webapp.web.metrics import metrics_endpoint
 from webapp.web.notifications import NotificationApi, NotificationPages
 from webapp.web.ops import ops_page, ops_stream
+from webapp.web.preferences import PreferenceApi, PreferencePages, UnsubscribePages
+from webapp.web.push import PushApi, PushPages, service_worker
 from webapp.web.reviews import ReviewApi, ReviewPages
 from webapp.web.sse import api_stream, page_stream
 from webapp.web.stream_access import SocketSlots
@@ -68,13 +74,17 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | Non
 
 
 async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
-    """Pages show the bell with the unread count and the seq they were rendered at."""
+    """Pages show the signed-in user's name and the bell with the unread count and the seq they
+    were rendered at: both are read here, in one session. A user without a row is signed out."""
     path = request.url.path
-    user = request.scope.get("user")  # unset on paths no route matched
-    if user is None or path.startswith(("/api/", "/static/")) or path.endswith("/stream"):
+    caller = request.scope.get("user")  # unset on paths no route matched
+    if caller is None or path.startswith(("/api/", "/static/")) or path.endswith("/stream") or path == "/sw.js":
         return
     async with request.app.state.reader_sessionmaker() as session:
-        request.state.inbox = await NotificationService(session).state(user.id)
+        user = caller if isinstance(caller, User) else await session.get(User, caller.id)
+        request.scope["user"] = user
+        if user is not None:
+            request.state.inbox = await NotificationService(session).state(user.id)
 
 
 class Tidings(Litestar):
@@ -148,6 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         redis = Redis.from_url(settings.redis_url, **settings.redis_options) if settings.redis_url else None
         counter: Counter = RedisCounter(redis, settings.redis_namespace) if redis else MemoryCounter()
         app.state.settings = settings
+        log_email_mode(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.reader_sessionmaker = create_sessionmaker(reader_engine)
@@ -168,6 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             queue_size=settings.stream_queue_size,
             max_connections_per_user=settings.stream_max_connections_per_user,
         )
+        app.state.stream_reads = asyncio.Semaphore(STREAM_READS_AT_ONCE)
         hub = Hub(sessions=EndedSessions(settings.access_token_seconds))
         doorbell: Doorbell = RedisDoorbell.from_settings(settings, hub) if settings.redis_url else LocalDoorbell(hub)
         app.state.doorbell = doorbell
@@ -194,8 +206,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         from jobs.embedded import EmbeddedJobs
         from jobs.ops import broker_backlog
 
-        embedded = None if settings.redis_url else EmbeddedJobs(
-            settings, app.state.sessionmaker, payment_gateway=app.state.payment_gateway
+        embedded = (
+            None
+            if settings.redis_url
+            else EmbeddedJobs(settings, app.state.sessionmaker, payment_gateway=app.state.payment_gateway)
         )
         if embedded:
             embedded.start()
@@ -217,6 +231,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if embedded:
                 await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
                 await embedded.finish_ticks()
+            # The hand-overs this loop's commits started write to the engine closed below.
+            await hand_overs_finished()
             await resync.stop()
             await ended_sessions.stop()
             await doorbell.stop()
@@ -251,9 +267,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReviewApi,
             NotificationPages,
             NotificationApi,
+            PreferencePages,
+            PreferenceApi,
+            UnsubscribePages,
+            open_link,
+            DevMailPages,
             ops_page,
             ops_stream,
             DeliveryApi,
+            PushApi,
+            PushPages,
+            service_worker,
             AdminAnnouncementPages,
             page_stream,
             api_stream,

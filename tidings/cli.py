@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import getpass
 import os
 import socket
@@ -86,6 +87,11 @@ def serve(args: argparse.Namespace) -> None:
         forwarded_allow_ips=[str(network) for network in settings.trusted_proxies.networks],
         timeout_graceful_shutdown=5,
     )
+    # Thousands of open streams keep a large heap alive, and the cyclic collector's passes over the
+    # older generations walk all of it. With Python's default thresholds (700, 10, 10) a broadcast
+    # to 10,000 open streams spent a third of its time collecting (bench/run.py: p95 4.5 -> 3.0 s);
+    # the youngest generation is now collected every 100,000 allocations, the older ones less often.
+    gc.set_threshold(100_000, 50, 100)
     StreamClosingServer(config, app).run(sockets=[listener])
 
 

@@ -23,6 +23,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp import metrics
+from webapp.auth.caller import Caller
 from webapp.auth.models import User
 from webapp.db import MAX_ROW_ID as MAX_ROW_ID  # re-exported: controllers and /cable bound ids with it
 from webapp.db import is_retryable, is_unavailable
@@ -83,25 +84,44 @@ def provide_settings(request: Request[Any, Any, Any]) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+# Guards are coroutine functions: Litestar runs a plain-function guard in a worker thread, a
+# thread hop on every request for an attribute check.
+async def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if connection.user is None:
         raise NotAuthorizedException("Log in to continue.")
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Signed out: the login page, as everywhere; signed in but not an admin: no such page."""
-    user = connection.user
-    if user is None:
-        raise NotAuthorizedException("Log in to continue.")
-    if not user.is_admin:
+    if not (await signed_in_user(connection)).is_admin:
         raise NotFoundException("No such page.")
 
 
-def current_user(request: Request[Any, Any, Any]) -> User:
+def current_user(request: Request[Any, Any, Any]) -> Caller:
+    """Who is calling (the id; `signed_in_user` reads the row where more is needed)."""
     user = request.user
     if user is None:  # the guard runs first; this keeps the type honest
         raise NotAuthorizedException("Log in to continue.")
     return user  # type: ignore[no-any-return]
+
+
+async def signed_in_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
+    """The caller's row, where a request shows or checks more of the user than the id: read once
+    per request, in a reader session (never the request's writing one: a write transaction opened
+    that early would be held across whatever slow work the handler does first), and kept in the
+    scope for the rest of the request. A token whose user has no row (a database reset under a
+    kept cookie) is signed out."""
+    caller = connection.scope.get("user")
+    if isinstance(caller, User):
+        return caller
+    if caller is None:
+        raise NotAuthorizedException("Log in to continue.")
+    async with connection.app.state.reader_sessionmaker() as reader:
+        user: User | None = await reader.get(User, caller.id)
+    connection.scope["user"] = user
+    if user is None:
+        raise NotAuthorizedException("Log in to continue.")
+    return user
 
 
 def session_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

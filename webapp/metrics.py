@@ -107,6 +107,16 @@ UNHANDLED_EXCEPTIONS = _counter("tidings_unhandled_exceptions", "Exceptions no h
 JOB_FAILURES = _counter("tidings_job_failures", "Job runs that raised", "actor")
 JOB_RETRIES = _counter("tidings_job_retries", "Job runs scheduled again after a failure", "actor")
 JOB_DEAD_LETTERS = _counter("tidings_job_dead_letters", "Jobs given up on (moved to the dead-letter queue)", "actor")
+# Web Push (jobs/push.py): messages a push service accepted, sends that failed (status: it answered
+# an error other than 404/410; timeout; network), and subscriptions removed because it answered
+# 404/410 (the browser dropped them).
+PUSH_SENT = _counter("tidings_push_sent", "Web Push messages accepted by a push service")
+PUSH_FAILED = _counter(
+    "tidings_push_failed", "Web Push sends that failed, by reason: status, timeout, network", "reason"
+)
+PUSH_SUBSCRIPTIONS_REMOVED = _counter(
+    "tidings_push_subscriptions_removed", "Web Push subscriptions removed because their push service answered 404/410"
+)
 REMINDER_LATENESS = _histogram(
     "tidings_reminder_lateness_seconds",
     "Event reminders: sent time minus due time, observed when the send commits",

@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import math
 import os
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from webapp.push_config import DEFAULT_PUSH_HOSTS, PushHosts, generate_private_key, public_key_of
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -142,12 +145,39 @@ class Settings:
     retention_batch_size: int = 1000
     # Every process records a sample of its counters and gauges for the operations page this often.
     ops_sample_seconds: float = 10.0
+    # Where links in emails and pushes point: the site as its users reach it.
+    public_url: str = "http://127.0.0.1:8000"
+    # Web Push (webapp/push): the VAPID key pair (None: push is off), the contact it names, the
+    # push services subscriptions may point at, and how long one send may take.
+    vapid_private_key: str | None = None
+    vapid_public_key: str | None = None
+    vapid_subject: str = "mailto:tidings@localhost"
+    push_allowed_hosts: PushHosts = field(default_factory=lambda: PushHosts.parse(",".join(DEFAULT_PUSH_HOSTS)))
+    push_timeout_seconds: float = 10.0
+    # Email (webapp.mail): the server (smtp://user:pass@host:port, smtps:// for TLS from the first
+    # byte, ?starttls=true to upgrade), the sender, how long a notification may stay unseen before
+    # the digest tells it, and each SMTP exchange's timeout. Without SMTP_URL, development writes
+    # mail to `mail_dir` (shown at /dev/mail) and production sends none.
+    smtp_url: str | None = field(default=None, repr=False)  # may hold a password
+    email_from: str = "Tidings <no-reply@localhost>"
+    email_digest_delay_minutes: float = 30.0
+    smtp_timeout_seconds: float = 15.0
+    mail_dir: Path = field(default=VAR_DIR / "mail")
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def push_enabled(self) -> bool:
+        return self.vapid_private_key is not None and self.vapid_public_key is not None
+
+    @property
+    def email_enabled(self) -> bool:
+        """Production sends email only through a configured server; development always has its outbox."""
+        return bool(self.smtp_url) or not self.production
 
     @property
     def database_timeouts(self) -> DatabaseTimeouts:
@@ -182,6 +212,44 @@ def _development_secret_key() -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _development_vapid_key() -> str:
+    """Development keeps one generated VAPID key under var/: a new key would orphan every
+    browser subscription made with the old one."""
+    VAR_DIR.mkdir(exist_ok=True)
+    path = VAR_DIR / "vapid_private_key"
+    if not path.exists():
+        path.write_text(generate_private_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _vapid(env: dict[str, str] | os._Environ[str], production: bool) -> tuple[str | None, str | None, str]:
+    """(private key, public key, subject). Production without VAPID_PRIVATE_KEY runs with push
+    off (the page says so); keys or a subject that cannot work stop the start instead of failing
+    every push later."""
+    private = env.get("VAPID_PRIVATE_KEY", "").strip()
+    configured_public = env.get("VAPID_PUBLIC_KEY", "").strip()
+    # Development has a placeholder contact; production must name a real one.
+    subject = env.get("VAPID_SUBJECT", "" if production else "mailto:tidings@localhost").strip()
+    if not private:
+        if configured_public:
+            raise SettingsError("VAPID_PUBLIC_KEY is set without VAPID_PRIVATE_KEY")
+        if production:
+            return None, None, subject
+        private = _development_vapid_key()
+    try:
+        public = public_key_of(private)
+    except ValueError:
+        raise SettingsError(
+            "VAPID_PRIVATE_KEY must be a P-256 private key: 32 bytes in base64url (see README, Web Push)"
+        ) from None
+    if configured_public and configured_public.rstrip("=") != public:
+        raise SettingsError("VAPID_PUBLIC_KEY does not belong to VAPID_PRIVATE_KEY")
+    if not (re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", subject) or re.fullmatch(r"https://[^\s/]+[^\s]*", subject)):
+        raise SettingsError("VAPID_SUBJECT must be a mailto: address or an https: URL (push services ask for one)")
+    return private, public, subject
 
 
 def secret_key_weakness(key: str) -> str | None:
@@ -245,6 +313,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if log_format not in {"json", "text"}:
         raise SettingsError("LOG_FORMAT must be 'json' or 'text'")
     origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", default_origins).split(",") if o.strip())
+    smtp_url = env.get("SMTP_URL", "").strip() or None
+    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
+        raise SettingsError("SMTP_URL must start with smtp:// or smtps://")
+    public_url = (env.get("PUBLIC_URL", "").strip() or (origins[0] if origins else f"http://{host}:{port}")).rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise SettingsError("PUBLIC_URL must start with http:// or https://")
+    vapid_private_key, vapid_public_key, vapid_subject = _vapid(env, mode == "production")
+    try:
+        push_hosts = PushHosts.parse(env.get("PUSH_ALLOWED_HOSTS", "") or ",".join(DEFAULT_PUSH_HOSTS))
+    except ValueError as exc:
+        raise SettingsError(f"PUSH_ALLOWED_HOSTS: {exc}") from None
     return Settings(
         env=mode,
         database_url=database_url,
@@ -297,6 +376,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         retention_notifications_days=number("RETENTION_NOTIFICATIONS_DAYS", 30.0, float),
         retention_batch_size=number("RETENTION_BATCH_SIZE", 1000),
         ops_sample_seconds=number("OPS_SAMPLE_SECONDS", 10.0, float),
+        public_url=public_url,
+        vapid_private_key=vapid_private_key,
+        vapid_public_key=vapid_public_key,
+        vapid_subject=vapid_subject,
+        push_allowed_hosts=push_hosts,
+        push_timeout_seconds=number("PUSH_TIMEOUT_SECONDS", 10.0, float),
+        smtp_url=smtp_url,
+        email_from=env.get("EMAIL_FROM", "").strip() or "Tidings <no-reply@localhost>",
+        email_digest_delay_minutes=number("EMAIL_DIGEST_DELAY_MINUTES", 30.0, float, zero_allowed=True),
+        smtp_timeout_seconds=number("SMTP_TIMEOUT_SECONDS", 15.0, float),
+        mail_dir=Path(env["MAIL_DIR"]) if env.get("MAIL_DIR") else VAR_DIR / "mail",
     )
 
 

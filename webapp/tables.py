@@ -14,6 +14,9 @@ def import_all_models() -> None:
     from webapp.events import models as _events  # noqa: F401
     from webapp.groups import models as _groups  # noqa: F401
     from webapp.notifications import models as _notifications  # noqa: F401
+    from webapp.notifications import offsite_models as _offsite  # noqa: F401
     from webapp.ops import models as _ops  # noqa: F401
     from webapp.outbox import models as _outbox  # noqa: F401
+    from webapp.preferences import models as _preferences  # noqa: F401
+    from webapp.push import models as _push  # noqa: F401
     from webapp.reviews import models as _reviews  # noqa: F401

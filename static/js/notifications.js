@@ -842,8 +842,9 @@
     );
   }
 
-  function showSystemNotification(data) {
+  async function showSystemNotification(data) {
     if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+    if (!(await browserChannelWanted(data))) return;
     // The tag makes several hidden tabs of this browser show it once.
     const shown = new Notification(data.title, { body: data.body, tag: `tidings-${data.notificationId}` });
     shown.onclick = () => {
@@ -851,6 +852,21 @@
       window.location.href = data.url;
       shown.close();
     };
+  }
+
+  // The person's preferences decide too: the type's "Browser" cell, and a muted event. Read when a
+  // system notification is due (rarely: only in a hidden tab), so a change saved in another tab
+  // or device applies to the very next one. If they cannot be read, the notification is shown.
+  async function browserChannelWanted(data) {
+    try {
+      const answer = await fetch("/api/v1/me/preferences", { headers: { Accept: "application/json" } });
+      if (!answer.ok) return true;
+      const preferences = await answer.json();
+      if (preferences.channels?.[data.type]?.browser === false) return false;
+      return !(data.eventId && (preferences.muted_events || []).some((event) => String(event.id) === data.eventId));
+    } catch (error) {
+      return true;
+    }
   }
 
   function refreshPermissionButtons() {

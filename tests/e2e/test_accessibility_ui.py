@@ -5,7 +5,8 @@ with the notification dropdown closed and open, in light and dark, on a 1280×80
 The pages are those of the route handlers in webapp/web/ (JSON, streams and the vendored OpenAPI
 UI aside): the events list, an event (as a visitor, an attendee and its organizer), the event form
 (new and edit), my bookings, paying for one, groups (with an invitation waiting) and a group,
-the review form, the inbox, the profile, log in, sign up, the organizer's dashboard and event,
+the review form, the inbox, the profile, the notification preferences, log in, one-click
+unsubscribe, sign up, the organizer's dashboard and event,
 the admins' announcements and operations pages, and the error page (404).
 
 Each page's counts by impact are printed and written to tests/e2e/artifacts/axe-counts.txt.
@@ -23,6 +24,7 @@ from playwright.async_api import Page, Request, expect
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.conftest import TEST_SECRET
 from tests.e2e.axe_helpers import IMPACTS, axe_violations, by_impact, describe, with_axe
 from tests.e2e.conftest import ARTIFACTS_DIR, Api, ContextFactory
 from tests.e2e.layout_helpers import viewport_options
@@ -39,6 +41,7 @@ from tests.e2e.notifications_helpers import (
 from tests.e2e.test_security_headers_ui import event_fields
 from webapp.db import utcnow
 from webapp.events.models import Event
+from webapp.signed_links import unsubscribe_token
 
 COUNTS_FILE = ARTIFACTS_DIR / "axe-counts.txt"
 TABS = 2
@@ -82,7 +85,18 @@ async def build_site(base_url: str, session: AsyncSession) -> tuple[Site, Person
         session,
         ada,
         {"type": "payment_failed", "title": "Card declined: Night Market", "body": "Try another card."},
-        {"type": "event_updated", "title": "Harbour Lights moved", "body": "Now at Pier 8.", "read": True},
+        {
+            "type": "event_updated",
+            "title": "Harbour Lights moved",
+            "body": "Now at Pier 8.",
+            "read": True,
+            "data": {"event_id": own["id"]},  # offers "Stop updates about this event"
+        },
+    )
+    # A muted event: listed on the preferences page, and its page says so.
+    await client._request("PUT", f"/api/v1/events/{own['id']}/mute", ada.token)
+    await client._request(
+        "PUT", "/api/v1/me/preferences", ada.token, json={"quiet_hours": {"start": "22:00", "end": "07:00"}}
     )
     site = Site(
         anonymous=[
@@ -90,6 +104,7 @@ async def build_site(base_url: str, session: AsyncSession) -> tuple[Site, Person
             ("event", f"/events/{own['id']}"),
             ("log in", "/login"),
             ("sign up", "/register"),
+            ("unsubscribe", f"/unsubscribe/{unsubscribe_token(bob.id, 'event_updated', TEST_SECRET)}"),
             ("404", "/no-such-page"),
         ],
         signed_in=[
@@ -106,6 +121,7 @@ async def build_site(base_url: str, session: AsyncSession) -> tuple[Site, Person
             ("review", f"/events/{past['id']}/review"),
             ("inbox", "/notifications"),
             ("profile", "/profile"),
+            ("preferences", "/preferences"),
             ("organizer", "/organizer"),
             ("organizer event", f"/organizer/events/{own['id']}"),
             ("admin announcements", "/admin/announcements"),

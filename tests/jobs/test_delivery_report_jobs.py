@@ -8,14 +8,13 @@ through the same service the API uses.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-import jobs.dispatch
 from jobs import runtime
 from jobs.fanout import fan_out_announcement, fan_out_event_change, notify_announcement, notify_event_change
 from tests.crowd import UNUSABLE_PASSWORD_HASH
@@ -27,22 +26,13 @@ from webapp.events.services import EventDetails, EventService
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.delivery_reports import DeliveryCounts, DeliveryReports
 from webapp.notifications.models import Notification
-from webapp.outbox.services import hand_overs_finished, set_dispatcher
+from webapp.outbox.services import hand_overs_finished
 from webapp.ratelimit import MemoryCounter, RateLimiter
 
 ACTORS = {
     actor.actor_name: inspect.unwrap(actor.fn)  # the coroutine, run in this test's loop
     for actor in (fan_out_announcement, notify_announcement, fan_out_event_change, notify_event_change)
 }
-
-
-@pytest.fixture
-def sent() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Every message the outbox hands over, in order, as (actor name, kwargs)."""
-    captured: list[tuple[str, dict[str, Any]]] = []
-    set_dispatcher(lambda name, kwargs: captured.append((name, kwargs)))
-    yield captured
-    set_dispatcher(jobs.dispatch.send_by_name)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from sqlalchemy import select
 import jobs.dispatch
 from jobs.fanout import notify_event_change
 from tests.crowd import UNUSABLE_PASSWORD_HASH
+from tests.services import race_loop_seconds
 from webapp.auth.models import User
 from webapp.bookings.event_changes import EventChangeService
 from webapp.bookings.services import BookingService
@@ -235,17 +236,16 @@ async def test_a_change_undone_before_it_was_read_leaves_nothing_to_tell_even_wh
 
 async def test_fan_outs_with_overlapping_recipients_never_deadlock(maker, fan_outs, jobs_runtime, database_url):
     """Two events' update jobs and an announcement, all for the same people, run at once in a
-    loop (60 s on PostgreSQL, DEADLOCK_LOOP_SECONDS); between rounds some people read their
+    loop (race_loop_seconds); between rounds some people read their
     updates, so each job's set of items to replace differs. Every job takes its counter locks in
     one ascending pass, so none waits for another in a cycle."""
-    import os
     import time
     import uuid
 
     from jobs.fanout import notify_announcement
 
     announce = inspect.unwrap(notify_announcement.fn)
-    seconds = float(os.environ.get("DEADLOCK_LOOP_SECONDS", "60" if database_url.startswith("postgresql") else "5"))
+    seconds = race_loop_seconds(database_url)
     organizer_id = await user(maker, "overlap-organizer@example.com")
     people = [await user(maker, f"overlap-{i}@example.com") for i in range(12)]
     start = utcnow().replace(microsecond=0) + timedelta(days=7)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.api import bearer, book, create_event, pay, register
 from webapp.bookings.reminder_models import Reminder
@@ -112,6 +112,24 @@ async def test_event_moved_earlier_past_a_window_skips_that_window(client, sessi
     )
     assert moved.status_code == 200
     assert [r.offset_minutes for r in await reminders(session, event["id"])] == [30]
+
+
+async def test_a_reminder_expires_when_its_event_starts(client, session):
+    """A "starts in 30 minutes" never sits unread the next day: it leaves the count at the start."""
+    event, _, attendee, token, _ = await booked_event(client, starts_in_minutes=45)
+    start = datetime.fromisoformat(event["starts_at"])
+    [sent] = await run_due(session, start - timedelta(minutes=30))
+    assert sent.expires_at == start
+    [stored] = await reminder_notifications(session, attendee["id"])
+    assert stored.expires_at == start
+    unread_reminders = "/api/v1/notifications?status=unread&type=event_reminder"
+    assert len((await client.get(unread_reminders, headers=bearer(token))).json()["items"]) == 1
+    # Moments after the start: the count reads the real clock, so the expiry is moved into the past.
+    await session.execute(
+        update(Notification).where(Notification.id == stored.id).values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    await session.commit()
+    assert (await client.get(unread_reminders, headers=bearer(token))).json()["items"] == []
 
 
 async def test_a_cancelled_event_sends_no_reminder(client, session):

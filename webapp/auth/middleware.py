@@ -4,7 +4,9 @@ The browser's access token lives 15 minutes. When it has expired, the refresh co
 here, transparently, and the new cookies ride on whatever response the request produces.
 Anonymous requests pass through with `user = None`; route guards decide what needs a user.
 An access token whose session has ended (logout, a reused refresh token) is refused at once:
-the check is a lookup in this process's list of ended sessions, not a database read.
+the check is a lookup in this process's list of ended sessions, not a database read. A valid one
+reads nothing either: `scope["user"]` is then the `TokenHolder` it names, and the user's row is
+read only where it is needed (webapp.auth.caller).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp._cookies import parse_cookies
-from webapp.auth.models import User
+from webapp.auth.caller import Caller, TokenHolder
 from webapp.auth.services import SessionService, SessionTokens
 from webapp.auth.tokens import AccessClaims, decode_access_token
 from webapp.logs import bind_user
@@ -58,7 +60,7 @@ class SessionAuthMiddleware(ASGIMiddleware):
         settings: Settings = state.settings
         headers = Headers.from_scope(scope)
         cookies = parse_cookies(headers.get("cookie", ""))
-        user: User | None = None
+        user: Caller | None = None
         info = AuthInfo(via=None)
         set_cookies: list[Cookie] = []
 
@@ -71,19 +73,19 @@ class SessionAuthMiddleware(ASGIMiddleware):
             scheme, _, token = authorization.partition(" ")
             claims = live_claims(token.strip()) if scheme.lower() == "bearer" else None
             if claims:
-                user = await self._load_user(state, claims.user_id)
+                user = TokenHolder(claims.user_id)
                 info = AuthInfo(via="bearer", expires_at=claims.expires_at, session=claims.session)
         elif scope["type"] == ScopeType.WEBSOCKET and (query_token := _query_token(scope)):
             # ActionCable-style clients authenticate the handshake with ?token=<jwt>; the query
             # string never reaches a log (see webapp.logging).
             claims = live_claims(query_token)
             if claims:
-                user = await self._load_user(state, claims.user_id)
+                user = TokenHolder(claims.user_id)
                 info = AuthInfo(via="query", expires_at=claims.expires_at, session=claims.session)
         else:
             claims = live_claims(cookies.get(ACCESS_COOKIE, ""))
             if claims:
-                user = await self._load_user(state, claims.user_id)
+                user = TokenHolder(claims.user_id)
                 info = AuthInfo(via="cookie", expires_at=claims.expires_at, session=claims.session)
             refresh = cookies.get(REFRESH_COOKIE)
             if user is None and refresh:
@@ -114,12 +116,6 @@ class SessionAuthMiddleware(ASGIMiddleware):
         if set_cookies:
             send = _adding_cookies(send, set_cookies)
         await next_app(scope, receive, send)
-
-    @staticmethod
-    async def _load_user(state: Any, user_id: int) -> User | None:
-        async with state.reader_sessionmaker() as session:
-            user: User | None = await session.get(User, user_id)
-            return user
 
 
 def _query_token(scope: Scope) -> str | None:

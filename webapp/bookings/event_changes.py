@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.auth.models import User
+from webapp.auth.caller import Caller
 from webapp.bookings.reminders import ReminderSchedule
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
@@ -26,7 +26,7 @@ class EventChangeService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def update(self, organizer: User, event_id: int, changes: dict[str, object]) -> Event:
+    async def update(self, organizer: Caller, event_id: int, changes: dict[str, object]) -> Event:
         # The row lock (first in the lock order) makes simultaneous edits take turns: each one
         # reads what the other committed and gets its own version.
         event = await EventService(self.session).get_organized(organizer, event_id, lock=True)
@@ -56,7 +56,7 @@ class EventChangeService:
         await self.session.flush()
         return event
 
-    async def cancel(self, organizer: User, event_id: int) -> Event:
+    async def cancel(self, organizer: Caller, event_id: int) -> Event:
         event = await EventService(self.session).get_organized(organizer, event_id, lock=True)
         if event.status == "cancelled":
             raise Conflict("The event is already cancelled.", code="event_cancelled")
@@ -72,7 +72,7 @@ class EventChangeService:
         return event
 
     async def _tell_attendees(
-        self, organizer: User, event: Event, kind: ReportKind, title: str, changes: dict[str, list[str]] | None = None
+        self, organizer: Caller, event: Event, kind: ReportKind, title: str, changes: dict[str, list[str]] | None = None
     ) -> None:
         """Opens the delivery report of this version and queues the fan-out that tells the attendees."""
         report_id = await DeliveryReportService(self.session).open(

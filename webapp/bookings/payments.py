@@ -15,7 +15,7 @@ import asyncio
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.auth.models import User
+from webapp.auth.caller import Caller
 from webapp.bookings.models import Booking
 from webapp.bookings.payment_gateway import (
     ChargeResult,
@@ -42,7 +42,7 @@ class PaymentService:
         self.session = session
         self.gateway = gateway
 
-    async def start(self, user: User, booking_id: int, card_number: str) -> Payment:
+    async def start(self, user: Caller, booking_id: int, card_number: str) -> Payment:
         bookings = BookingService(self.session)
         if not is_plausible_card_number(card_number):
             await bookings.get_for_booker(user, booking_id)  # someone else's: 404 first
@@ -96,7 +96,7 @@ class PaymentService:
         except TimeoutError:
             return GATEWAY_TIMED_OUT
 
-    async def finish(self, user: User, payment_id: int, result: ChargeResult) -> Booking:
+    async def finish(self, user: Caller, payment_id: int, result: ChargeResult) -> Booking:
         payment = await self.session.get(Payment, payment_id)
         if payment is None or payment.user_id != user.id:
             raise NotFound("No such payment.")

@@ -8,14 +8,13 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, case, delete, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.auth.models import User
+from webapp.auth.caller import Caller
 from webapp.bookings.models import Booking, BookingAttendee, BookingRequestKey
 from webapp.bookings.payment_models import PROCESSING_EXPIRES, Payment
 from webapp.bookings.reminders import ReminderSchedule
-from webapp.db import utcnow
+from webapp.db import insert_on_conflict, utcnow
 from webapp.errors import Conflict, DomainError, NotFound, ValidationFailed
 from webapp.events.models import Event
 from webapp.groups.models import Group
@@ -44,12 +43,12 @@ class BookingService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def book(self, user: User, event_id: int, seats: int, group_id: int | None = None) -> Booking:
+    async def book(self, user: Caller, event_id: int, seats: int, group_id: int | None = None) -> Booking:
         booking = await self._create(user, event_id, seats, group_id)
         return await self.get_for_booker(user, booking.id)
 
     async def book_once(
-        self, user: User, key: str, event_id: int, seats: int, group_id: int | None = None
+        self, user: Caller, key: str, event_id: int, seats: int, group_id: int | None = None
     ) -> tuple[Booking, bool]:
         """Books, unless this user already booked with this key: then the booking that key made
         comes back (and True, "replayed"). The caller commits.
@@ -68,8 +67,7 @@ class BookingService:
         await self.session.execute(
             delete(BookingRequestKey).where(*this_key, BookingRequestKey.created_at <= now - REQUEST_KEY_LIFETIME)
         )
-        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        make_insert = insert_on_conflict(self.session)
         claimed = await self.session.scalar(
             make_insert(BookingRequestKey)
             .values(user_id=user.id, key=key, fingerprint=fingerprint, created_at=now)
@@ -94,7 +92,7 @@ class BookingService:
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def _create(self, user: User, event_id: int, seats: int, group_id: int | None) -> Booking:
+    async def _create(self, user: Caller, event_id: int, seats: int, group_id: int | None) -> Booking:
         event = await self.session.get(Event, event_id)
         if event is None:
             raise NotFound("No such event.")
@@ -152,13 +150,13 @@ class BookingService:
             raise Conflict("This event has already started.", code="event_started")
         raise Conflict(f"Not enough seats left: {event.seats_left} available, {seats} requested.", code="event_full")
 
-    async def _group_attendees(self, user: User, group_id: int) -> list[int]:
+    async def _group_attendees(self, user: Caller, group_id: int) -> list[int]:
         group = await self.session.get(Group, group_id)
         if group is None or user.id not in {m.user_id for m in group.members}:
             raise NotFound("No such group.")
         return sorted(m.user_id for m in group.members)
 
-    async def cancel(self, user: User, booking_id: int) -> Booking:
+    async def cancel(self, user: Caller, booking_id: int) -> Booking:
         """The booker or the event's organizer may cancel; to anyone else the booking does not exist."""
         booking = await self.session.get(Booking, booking_id)
         if booking is None or user.id not in (booking.user_id, booking.event.organizer_id):
@@ -266,7 +264,7 @@ class BookingService:
             )
         return sorted(released_ids)
 
-    async def get_for_booker(self, user: User, booking_id: int, lock: bool = False) -> Booking:
+    async def get_for_booker(self, user: Caller, booking_id: int, lock: bool = False) -> Booking:
         """The booker's booking. `lock` holds its row until the transaction ends (PostgreSQL;
         SQLite serialises writers anyway), for changes that must not run twice at once."""
         # populate_existing: a booking created in this session must come back with its
@@ -278,12 +276,12 @@ class BookingService:
             raise NotFound("No such booking.")
         return booking
 
-    async def list_for_user(self, user: User) -> list[Booking]:
+    async def list_for_user(self, user: Caller) -> list[Booking]:
         """Bookings the user made, and group bookings that hold a seat for them."""
         return list(await self.session.scalars(self._of_user(user)))
 
     async def page_for_user(
-        self, user: User, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+        self, user: Caller, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
     ) -> tuple[list[Booking], str | None]:
         """One page of `list_for_user`, newest first (ties by id), and the cursor of the next."""
         check_limit(limit)
@@ -299,11 +297,11 @@ class BookingService:
         rows = list(await self.session.scalars(statement.limit(limit + 1)))
         return page_of(rows, limit, lambda b: Cursor(b.created_at, b.id))
 
-    def _of_user(self, user: User) -> Select[Booking]:
+    def _of_user(self, user: Caller) -> Select[Booking]:
         attends = exists().where(BookingAttendee.booking_id == Booking.id, BookingAttendee.user_id == user.id)
         return select(Booking).where(or_(Booking.user_id == user.id, attends)).order_by(Booking.created_at.desc())
 
-    async def attendees_of(self, organizer: User, event_id: int) -> list[Booking]:
+    async def attendees_of(self, organizer: Caller, event_id: int) -> list[Booking]:
         event = await self.session.get(Event, event_id)
         if event is None or event.organizer_id != organizer.id:
             raise NotFound("No such event.")

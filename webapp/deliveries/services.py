@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.db import insert_on_conflict
 from webapp.deliveries.models import TITLE_MAX, DeliveryReport, ReportKind
 
 
@@ -40,8 +40,7 @@ class DeliveryReportService:
         body: str | None = None,
     ) -> int:
         """The id of the report with this key, written now unless it exists."""
-        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        make_insert = insert_on_conflict(self.session)
         await self.session.execute(
             make_insert(DeliveryReport)
             .values(

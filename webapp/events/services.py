@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.auth.models import User
+from webapp.auth.caller import Caller
 from webapp.db import utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.events.models import Event
@@ -82,7 +82,7 @@ class EventService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(self, organizer: User, details: EventDetails) -> Event:
+    async def create(self, organizer: Caller, details: EventDetails) -> Event:
         details = normalized(details)
         validate_details(details, now=utcnow())
         event = Event(organizer_id=organizer.id, **details.__dict__)
@@ -97,7 +97,7 @@ class EventService:
             raise NotFound("No such event.")
         return event
 
-    async def get_organized(self, organizer: User, event_id: int, lock: bool = False) -> Event:
+    async def get_organized(self, organizer: Caller, event_id: int, lock: bool = False) -> Event:
         """The event if this user organizes it; anyone else's is reported as missing. `lock`
         holds its row until the transaction ends (PostgreSQL; SQLite serialises writers)."""
         event = await self.session.get(
@@ -139,7 +139,7 @@ class EventService:
             )
         return statement
 
-    async def list_organized(self, organizer: User) -> list[Event]:
+    async def list_organized(self, organizer: Caller) -> list[Event]:
         statement = select(Event).where(Event.organizer_id == organizer.id).order_by(Event.starts_at.desc())
         return list(await self.session.scalars(statement))
 

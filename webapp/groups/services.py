@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.auth.caller import Caller
 from webapp.auth.models import User
 from webapp.auth.services import is_valid_email, normalize_email
 from webapp.db import utcnow
@@ -18,7 +19,7 @@ class GroupService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(self, owner: User, name: str) -> Group:
+    async def create(self, owner: Caller, name: str) -> Group:
         name = name.strip()
         if not name:
             raise ValidationFailed({"name": "Enter a group name."})
@@ -29,14 +30,14 @@ class GroupService:
         await self.session.flush()
         return await self.get_for_member(owner, group.id)
 
-    async def get_for_member(self, user: User, group_id: int) -> Group:
+    async def get_for_member(self, user: Caller, group_id: int) -> Group:
         group = await self.session.get(Group, group_id, populate_existing=True)
         if group is None or user.id not in {m.user_id for m in group.members}:
             raise NotFound("No such group.")
         return group
 
     async def invite(
-        self, inviter: User, group_id: int, email: str, *, limiter: RateLimiter | None = None
+        self, inviter: Caller, group_id: int, email: str, *, limiter: RateLimiter | None = None
     ) -> Invitation:
         """`limiter` counts invitations per inviter (requests); only trusted callers (the demo
         data) leave it out. Counted whatever the answer, since each one tells whether an address
@@ -85,22 +86,22 @@ class GroupService:
             await self.session.flush()
             enqueue_after_commit(self.session, "send_group_invitation", invitation_id=invitation.id)
 
-    async def accept(self, invitee: User, invitation_id: int) -> Invitation:
+    async def accept(self, invitee: Caller, invitation_id: int) -> Invitation:
         invitation = await self._answer(invitee, invitation_id, "accepted")
         self.session.add(GroupMember(group_id=invitation.group_id, user_id=invitee.id))
         await self.session.flush()
         return await self._get(invitation.id)
 
-    async def decline(self, invitee: User, invitation_id: int) -> Invitation:
+    async def decline(self, invitee: Caller, invitation_id: int) -> Invitation:
         return await self._answer(invitee, invitation_id, "declined")
 
-    async def get_for_invitee(self, invitee: User, invitation_id: int) -> Invitation:
+    async def get_for_invitee(self, invitee: Caller, invitation_id: int) -> Invitation:
         invitation = await self.session.get(Invitation, invitation_id, populate_existing=True)
         if invitation is None or invitation.invitee_id != invitee.id:
             raise NotFound("No such invitation.")
         return invitation
 
-    async def _answer(self, invitee: User, invitation_id: int, status: str) -> Invitation:
+    async def _answer(self, invitee: Caller, invitation_id: int, status: str) -> Invitation:
         """Answers a pending invitation; the caller commits. Of two answers at once (two tabs), the
         conditional UPDATE lets exactly one through: the other waits on the row, finds it answered
         and is told so (409), instead of adding the member twice or overwriting the first answer."""
@@ -127,7 +128,7 @@ class GroupService:
             raise NotFound("No such invitation.")
         return invitation
 
-    async def list_for_member(self, user: User) -> list[Group]:
+    async def list_for_member(self, user: Caller) -> list[Group]:
         statement = (
             select(Group)
             .join(GroupMember, GroupMember.group_id == Group.id)
@@ -136,7 +137,7 @@ class GroupService:
         )
         return list(await self.session.scalars(statement))
 
-    async def pending_invitations(self, user: User) -> list[Invitation]:
+    async def pending_invitations(self, user: Caller) -> list[Invitation]:
         statement = (
             select(Invitation)
             .where(Invitation.invitee_id == user.id, Invitation.status == "pending")

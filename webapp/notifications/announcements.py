@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,15 +146,24 @@ async def attending_since(
 ) -> dict[int, datetime | None]:
     """The people holding a confirmed seat at the event (optionally among some), with when they
     first got one (None: a booking confirmed before that was recorded)."""
-    statement = (
-        select(BookingAttendee.user_id, func.min(Booking.confirmed_at))
-        .join(Booking, Booking.id == BookingAttendee.booking_id)
-        .where(Booking.event_id == event_id, Booking.status == "confirmed")
-        .group_by(BookingAttendee.user_id)
-        .order_by(BookingAttendee.user_id)
-    )
+    attendees: Any = BookingAttendee
     if user_ids is not None:
-        statement = statement.where(BookingAttendee.user_id.in_(user_ids))
+        # Some people (a fan-out chunk): their seats first, then those seats' bookings. Joined as
+        # one query, SQLite's planner walked the event's bookings and looked every one of them up
+        # with each of the chunk's ids (1 s per 1,000 of a 10,000-seat event; this way 5 ms).
+        attendees = (
+            select(BookingAttendee.booking_id, BookingAttendee.user_id)
+            .where(BookingAttendee.user_id.in_(user_ids))
+            .cte("attendees")
+            .prefix_with("MATERIALIZED")
+        ).c
+    statement = (
+        select(attendees.user_id, func.min(Booking.confirmed_at))
+        .join(Booking, Booking.id == attendees.booking_id)
+        .where(Booking.event_id == event_id, Booking.status == "confirmed")
+        .group_by(attendees.user_id)
+        .order_by(attendees.user_id)
+    )
     return {user_id: since for user_id, since in await session.execute(statement)}
 
 

@@ -134,3 +134,14 @@ class NotificationCounter(Base):
     # Bumped by every change to the user's inbox (new item, read, unread), so tabs can
     # tell a newer unread count from an older one that arrived late.
     version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ExpiryWatermark(Base):
+    """How far the scheduler has told open tabs about items that expired: one row. Each tick tells
+    the users whose unread items expired after this moment and up to its own, then moves it, so an
+    expiry is announced once however many schedulers take turns."""
+
+    __tablename__ = "notification_expiry_watermark"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    told_up_to: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -27,6 +27,9 @@ class NotificationJson(TypedDict):
     seen_at: Timestamp | None
     read_at: Timestamp | None
     obsolete: bool
+    # Past its time (a reminder once its event has started): out of every count, kept in history.
+    expires_at: Timestamp | None
+    expired: bool
     # Who caused it (an inviter, an announcer, a reviewer, the one booker of an organizer's
     # news); null when no other person did (reminders, your own booking, several bookers).
     actor: ActorJson | None

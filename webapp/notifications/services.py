@@ -11,26 +11,28 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, cast, get_args
 
 from prometheus_client import Counter
-from sqlalchemy import Table, bindparam, event, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, ScalarSelect, Table, bindparam, event, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from webapp import metrics
 from webapp.auth.models import User
-from webapp.db import utcnow
+from webapp.db import insert_on_conflict, on_postgresql, utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.notifications.models import (
     BODY_MAX,
     NOTIFICATION_TYPES,
     TITLE_MAX,
+    ExpiryWatermark,
     Notification,
     NotificationCounter,
 )
+from webapp.notifications.offsite import plan_deliveries
 from webapp.notifications.schemas import ActorJson, NotificationJson
 from webapp.pagination import MAX_PAGE_SIZE
 from webapp.realtime.doorbell import current_doorbell, queue_after_commit
@@ -46,6 +48,8 @@ COUNTERS = cast(Table, NotificationCounter.__table__)
 MAX_PAGE = MAX_PAGE_SIZE
 UNREAD_COUNT_LIMIT = 100  # counts stop here: 100 means "more than 99" ("99+" on the bell)
 IN_CHUNK = 900  # stays under every driver's bound-parameter limit
+# The first tick (no watermark yet) looks back this far for expiries to tell.
+EXPIRY_LOOKBACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ def notification_json(n: Notification | CreatedNotification, created_iso: str | 
         "seen_at": n.seen_at.isoformat() if n.seen_at else None,
         "read_at": n.read_at.isoformat() if n.read_at else None,
         "obsolete": n.obsolete_at is not None,
+        "expires_at": n.expires_at.isoformat() if n.expires_at else None,
+        "expired": n.expires_at is not None and n.expires_at <= utcnow(),
         "actor": actor_json(n),
         "archived_at": n.archived_at.isoformat() if n.archived_at else None,
     }
@@ -216,16 +222,11 @@ class NotificationService:
             )
             for row in rows
         ]
+        await plan_deliveries(self.session, rows, ids, now)  # push and email, in this transaction
         touched = sorted({row["user_id"] for row in rows})
         for user_id in touched:
             counters[user_id]["version"] += 1
-        counter_table = COUNTERS
-        await self.session.execute(
-            update(counter_table)
-            .where(counter_table.c.user_id == bindparam("uid"))
-            .values(last_seq=bindparam("last"), version=bindparam("ver")),
-            [{"uid": uid, "last": counters[uid]["last_seq"], "ver": counters[uid]["version"]} for uid in touched],
-        )
+        await self._write_counters({uid: counters[uid] for uid in touched})
         counts = await self._unread_counts(touched, now)
         created_iso = now.isoformat()
         queue_after_commit(
@@ -482,11 +483,17 @@ class NotificationService:
     # ---- reading --------------------------------------------------------------------------
 
     async def state(self, user_id: int) -> InboxState:
-        counter = await self.session.get(NotificationCounter, user_id, populate_existing=True)
-        count = (await self._unread_counts([user_id], utcnow()))[user_id]
-        if counter is None:
-            return InboxState(unread_count=count, seq=0, version=0)
-        return InboxState(unread_count=count, seq=counter.last_seq, version=counter.version)
+        """The count and the position, in one statement: every API read and stream opening asks."""
+        row = (
+            await self.session.execute(
+                select(COUNTERS.c.last_seq, COUNTERS.c.version, _bounded_unread_count(utcnow())).where(
+                    COUNTERS.c.user_id == user_id
+                )
+            )
+        ).first()
+        if row is None:  # nothing was ever sent to the user
+            return InboxState(unread_count=0, seq=0, version=0)
+        return InboxState(unread_count=row[2], seq=row[0], version=row[1])
 
     async def unread_count(self, user_id: int) -> int:
         return (await self._unread_counts([user_id], utcnow()))[user_id]
@@ -543,6 +550,51 @@ class NotificationService:
 
     # ---- broadcasting (public names used by jobs and the realtime layer) -----------------
 
+    async def announce_expired(self, now: datetime) -> list[int]:
+        """Tells the open tabs of every user whose unread items expired since the last call (up to
+        `now`) their lower count, under a new version so tabs take it. Returns those users.
+
+        An expiry changes no row, so nothing else would tell the bell; the watermark row makes each
+        expiry told once. It is locked before the counters (nothing else takes it)."""
+        watermark = await self.session.scalar(select(ExpiryWatermark).with_for_update())
+        if watermark is None:
+            watermark = ExpiryWatermark(id=1, told_up_to=now - EXPIRY_LOOKBACK)
+            self.session.add(watermark)
+        since, watermark.told_up_to = watermark.told_up_to, max(now, watermark.told_up_to)
+        user_ids = sorted(
+            await self.session.scalars(
+                select(Notification.user_id)
+                .where(
+                    Notification.expires_at > since,
+                    Notification.expires_at <= now,
+                    Notification.read_at.is_(None),
+                    Notification.archived_at.is_(None),
+                )
+                .distinct()
+            )
+        )
+        if not user_ids:
+            return []
+        counters = await self._lock_counters(user_ids)
+        await self.session.execute(
+            update(COUNTERS).where(COUNTERS.c.user_id == bindparam("uid")).values(version=COUNTERS.c.version + 1),
+            [{"uid": uid} for uid in user_ids],
+        )
+        counts = await self._unread_counts(user_ids, now)
+        queue_after_commit(
+            self.session.sync_session,
+            [
+                CountMessage(
+                    user=uid,
+                    unread_count=counts[uid],
+                    seq=counters[uid]["last_seq"],
+                    version=counters[uid]["version"] + 1,
+                )
+                for uid in user_ids
+            ],
+        )
+        return user_ids
+
     async def broadcast_to_user(self, user_id: int, notification: Notification | CreatedNotification) -> None:
         """Rings the doorbell for a committed notification, e.g. to re-announce it."""
         state = await self.state(user_id)
@@ -564,13 +616,45 @@ class NotificationService:
     # ---- internals ------------------------------------------------------------------------
 
     async def _lock_counters(self, user_ids: list[int]) -> dict[int, dict[str, int]]:
-        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        # executemany of one cached statement (a multi-VALUES insert would compile anew per size).
+        """Locks these users' counter rows in ascending user id and returns them. The rows of users
+        who never had a notification are then created and locked, in ascending order too (after
+        the locks on the existing ones: two callers then only ever wait for each other in one
+        direction)."""
+        counters = await self._locked_counters(user_ids)
+        missing = [uid for uid in user_ids if uid not in counters]
+        if missing:
+            # executemany of one cached statement (a multi-VALUES insert would compile anew per size).
+            await self.session.execute(
+                insert_on_conflict(self.session)(COUNTERS).on_conflict_do_nothing(index_elements=["user_id"]),
+                [{"user_id": uid, "last_seq": 0, "version": 0} for uid in missing],
+            )
+            counters.update(await self._locked_counters(missing))
+        return counters
+
+    async def _write_counters(self, counters: Mapping[int, Mapping[str, int]]) -> None:
+        """Stores new `last_seq` and `version` values. On PostgreSQL one UPDATE joined with the
+        values as arrays (a fan-out chunk's thousand UPDATE statements took 20 ms); SQLite runs
+        the executemany in its own process, where a statement costs little."""
+        if on_postgresql(self.session):
+            values = func.unnest(
+                bindparam("uids", list(counters), type_=ARRAY(Integer)),
+                bindparam("lasts", [c["last_seq"] for c in counters.values()], type_=ARRAY(Integer)),
+                bindparam("vers", [c["version"] for c in counters.values()], type_=ARRAY(Integer)),
+            ).table_valued("user_id", "last_seq", "version").render_derived()
+            await self.session.execute(
+                update(COUNTERS)
+                .where(COUNTERS.c.user_id == values.c.user_id)
+                .values(last_seq=values.c.last_seq, version=values.c.version)
+            )
+            return
         await self.session.execute(
-            make_insert(COUNTERS).on_conflict_do_nothing(index_elements=["user_id"]),
-            [{"user_id": uid, "last_seq": 0, "version": 0} for uid in user_ids],
+            update(COUNTERS)
+            .where(COUNTERS.c.user_id == bindparam("uid"))
+            .values(last_seq=bindparam("last"), version=bindparam("ver")),
+            [{"uid": uid, "last": c["last_seq"], "ver": c["version"]} for uid, c in counters.items()],
         )
+
+    async def _locked_counters(self, user_ids: Sequence[int]) -> dict[int, dict[str, int]]:
         counters: dict[int, dict[str, int]] = {}
         for chunk in _chunks(user_ids):
             result = await self.session.execute(
@@ -625,24 +709,29 @@ class NotificationService:
         stops at 100 (a LIMIT per user) instead of walking every unread row of a full inbox."""
         counts = dict.fromkeys(user_ids, 0)
         for chunk in _chunks(user_ids):
-            first_unread = (
-                select(Notification.id)
-                .where(
-                    Notification.user_id == COUNTERS.c.user_id,
-                    Notification.read_at.is_(None),
-                    Notification.archived_at.is_(None),
-                    _unexpired(now),
-                )
-                .limit(UNREAD_COUNT_LIMIT)
-                .correlate(COUNTERS)
-                .subquery()
-            )
-            bounded = select(func.count()).select_from(first_unread).scalar_subquery()
             result = await self.session.execute(
-                select(COUNTERS.c.user_id, bounded).where(COUNTERS.c.user_id.in_(chunk))
+                select(COUNTERS.c.user_id, _bounded_unread_count(now)).where(COUNTERS.c.user_id.in_(chunk))
             )
             counts.update({uid: count for uid, count in result})
         return counts
+
+
+def _bounded_unread_count(now: datetime) -> ScalarSelect[int]:
+    """The unread count of the counter row's user, stopping at UNREAD_COUNT_LIMIT (a LIMIT, so a
+    full inbox is not walked row by row)."""
+    first_unread = (
+        select(Notification.id)
+        .where(
+            Notification.user_id == COUNTERS.c.user_id,
+            Notification.read_at.is_(None),
+            Notification.archived_at.is_(None),
+            _unexpired(now),
+        )
+        .limit(UNREAD_COUNT_LIMIT)
+        .correlate(COUNTERS)
+        .subquery()
+    )
+    return select(func.count()).select_from(first_unread).scalar_subquery()
 
 
 def count_after_commit(session: AsyncSession, counter: Counter, amount: int) -> None:

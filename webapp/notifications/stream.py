@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,6 +34,13 @@ from webapp.realtime.protocol import (
 )
 
 REPLAY_BATCH = 100
+# The streams' reads (opening state, replays) a process runs at once. After a deploy or a network
+# blip every page reconnects together: beyond the pool's connections the reads would wait in the
+# pool, which gives up after DB_CONNECT_TIMEOUT_SECONDS and fails the stream, or open overflow
+# connections that are closed again after one read. In this queue they wait as long as it takes,
+# on the pool's five kept connections (SQLAlchemy's default pool_size), and leave the overflow
+# to requests.
+STREAM_READS_AT_ONCE = 5
 T = TypeVar("T")
 
 
@@ -73,8 +81,12 @@ class InboxStream:
         expires_at: float | None = None,
         transport: str = "sse_json",
         delivered: DeliveredLive | None = None,
+        reads: asyncio.Semaphore | None = None,
     ) -> None:
+        """`reads`: the process's queue of stream reads (STREAM_READS_AT_ONCE), shared by every
+        stream; without one, reads go straight to the pool."""
         self.user_id = user_id
+        self.reads = reads
         self.delivered = delivered
         self.transport = transport
         self.last_seq = last_seq
@@ -217,7 +229,7 @@ class InboxStream:
         cancelled query could hand its connection back mid-transaction."""
 
         async def run() -> T:
-            async with self.sessionmaker() as session:
+            async with self.reads or nullcontext(), self.sessionmaker() as session:
                 return await query(NotificationService(session))
 
         return await asyncio.shield(run())

@@ -50,9 +50,12 @@ def item_view(payload: Mapping[str, Any], timezone: str) -> dict[str, Any]:
     created_at = datetime.fromisoformat(payload["created_at"])
     return {
         **payload,
-        "unread": payload.get("read_at") is None,
+        # An expired item is past telling: it sits with the read ones, however it was left.
+        "unread": payload.get("read_at") is None and not payload.get("expired"),
+        "expired": bool(payload.get("expired")),
         "archived": payload.get("archived_at") is not None,
-        "label": TYPE_LABELS.get(payload["type"], "Notification") + (" · outdated" if payload.get("obsolete") else ""),
+        "label": TYPE_LABELS.get(payload["type"], "Notification") + (" · outdated" if payload.get("obsolete") else "")
+        + (" · expired" if payload.get("expired") else ""),
         "created_iso": created_at.isoformat(),
         "created_relative": relative_time(created_at),
         "created_local": format_in_zone(created_at, timezone),

@@ -80,7 +80,10 @@ class Subscription:
     async def next(self, wait_seconds: float) -> dict[str, Any] | None:
         """The next message, or None when nothing came within the timeout."""
         try:
-            return await asyncio.wait_for(self.queue.get(), wait_seconds)
+            # asyncio.timeout, not wait_for: wait_for wraps the get in a task of its own, one more
+            # task per message on every stream.
+            async with asyncio.timeout(wait_seconds):
+                return await self.queue.get()
         except TimeoutError:
             return None
 

@@ -31,7 +31,7 @@ message that may move both down.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -126,8 +126,10 @@ _KINDS: dict[str, type[Any]] = {
 
 
 def to_wire(message: Message) -> dict[str, Any]:
-    """The JSON object the doorbell carries (None fields left out)."""
-    return {k: v for k, v in asdict(message).items() if v is not None}
+    """The JSON object the doorbell carries (None fields left out). Shallow: `asdict` deep-copies
+    every nested value, which was a tenth of a 10,000-recipient fan-out's CPU (bench/run.py)."""
+    values = ((f.name, getattr(message, f.name)) for f in fields(message))
+    return {name: value for name, value in values if value is not None}
 
 
 def from_wire(data: dict[str, Any]) -> Message | None:

@@ -120,6 +120,8 @@ class ReminderService:
                 data={"event_id": event.id, "offset_minutes": reminder.offset_minutes},
                 subject_kind="event",
                 subject_id=event.id,
+                # "Starts in 30 minutes" is past telling once the event has started.
+                expires_at=event.starts_at,
                 dedupe_key=f"reminder:{reminder.booking_id}:{reminder.offset_minutes}:{int(event.starts_at.timestamp())}",
             )
         )

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.auth.caller import Caller
 from webapp.auth.models import User
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
@@ -58,7 +59,7 @@ class ReviewService:
             )
         return review
 
-    async def check_can_review(self, user: User, event: Event) -> None:
+    async def check_can_review(self, user: Caller, event: Event) -> None:
         if event.status != "scheduled" or event.ends_at > utcnow():
             raise Conflict("You can review an event once it has ended.", code="event_not_ended")
         if not await BookingService(self.session).has_confirmed_seat(user.id, event.id):

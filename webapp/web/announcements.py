@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.response import ServerSentEvent, Template
+from litestar.response import Stream, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.errors import DomainError
 from webapp.flash import flash_redirect
-from webapp.http import DbSession, current_user, require_admin, retry_headers
+from webapp.http import DbSession, require_admin, retry_headers, signed_in_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.delivery_reports import DeliveryReports
 from webapp.web.deliveries import EVERYONE_EMPTY, PAGE_REPORTS, TRANSPORT, watch_reports
@@ -51,12 +51,12 @@ class AdminAnnouncementPages(Controller):
 
     @get("/")
     async def page(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
-        context = await announcement_panel(db_session, current_user(request))
+        context = await announcement_panel(db_session, await signed_in_user(request))
         return Template("admin_announcements.html", context=context)
 
     @post("/", status_code=HTTP_303_SEE_OTHER)
     async def announce(self, request: Request[Any, Any, Any], db_session: DbSession) -> Response[Any]:
-        admin = current_user(request)
+        admin = await signed_in_user(request)
         form = {k: str(v) for k, v in dict(await request.form()).items() if k in ("title", "body")}
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
         try:
@@ -76,6 +76,7 @@ class AdminAnnouncementPages(Controller):
 @get(
     f"{PATH}/stream", guards=[require_stream_user, require_admin], opt={"transport": TRANSPORT}, include_in_schema=False
 )
-async def announcement_reports_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+async def announcement_reports_stream(request: Request[Any, Any, Any]) -> Stream:
     """The latest announcements to everyone, live, for admins."""
-    return watch_reports(request, lambda reports: reports.to_everyone(PAGE_REPORTS), EVERYONE_EMPTY)
+    admin = await signed_in_user(request)  # read by the guard already
+    return watch_reports(request, admin, lambda reports: reports.to_everyone(PAGE_REPORTS), EVERYONE_EMPTY)

@@ -36,6 +36,7 @@ from webapp.http import (
     require_user,
     retry_headers,
     session_of,
+    signed_in_user,
 )
 from webapp.openapi import api_doc
 from webapp.timeutil import common_timezones
@@ -70,7 +71,7 @@ async def log_in(request: Request[Any, Any, Any], email: str, password: str) -> 
 async def change_password(request: Request[Any, Any, Any], session: AsyncSession, current: str, new: str) -> None:
     """The current password is a password check like a login (same limits); the new one is
     hashed before the update opens the transaction. Every other session of the account ends."""
-    user = current_user(request)
+    user = await signed_in_user(request)
     accounts = AccountService(session)
     guard: LoginGuard = request.app.state.login_guard
     await guard.verify(user.email, client_address(request), lambda: accounts.verify_password(user, current))
@@ -153,7 +154,7 @@ class AuthPages(Controller):
 
     @get("/profile", guards=[require_user])
     async def profile(self, request: Request[Any, Any, Any]) -> Template:
-        user = current_user(request)
+        user = await signed_in_user(request)
         return Template(
             "profile.html",
             context={
@@ -167,7 +168,7 @@ class AuthPages(Controller):
     @post("/profile/password", guards=[require_user], status_code=HTTP_200_OK)
     async def change_password(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
-        user = current_user(request)
+        user = await signed_in_user(request)
         context = {"form": {"name": user.name, "timezone": user.timezone}, "timezones": common_timezones()}
         try:
             await change_password(request, db_session, form.get("current_password", ""), form.get("new_password", ""))
@@ -185,7 +186,7 @@ class AuthPages(Controller):
     @post("/profile", guards=[require_user], status_code=HTTP_200_OK)
     async def update_profile(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
         form = {k: str(v) for k, v in dict(await request.form()).items()}
-        user = await db_session.merge(current_user(request))
+        user = await db_session.merge(await signed_in_user(request))
         errors: dict[str, str] = {}
         try:
             await AccountService(db_session).update_profile(user, form.get("name", ""), form.get("timezone", ""))
@@ -275,4 +276,4 @@ class AuthApi(Controller):
 
     @get("/me", guards=[require_user], **api_doc("Show my account", auth=True))
     async def me(self, request: Request[Any, Any, Any]) -> UserJson:
-        return user_json(current_user(request))
+        return user_json(await signed_in_user(request))

@@ -23,7 +23,7 @@ from webapp.bookings.services import BookingService, RequestKeyReused
 from webapp.db import MAX_ROW_ID
 from webapp.errors import Conflict, DomainError, PaymentDeclined, ValidationFailed
 from webapp.flash import flash_redirect
-from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, error_json, require_user
+from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, error_json, require_user, signed_in_user
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
 from webapp.rendering import money
@@ -48,7 +48,7 @@ async def _payment_page(
         "error": error,
         "hold_minutes": hold_minutes,
         "pay_by": booking.created_at + timedelta(minutes=hold_minutes),
-        "timezone": current_user(request).timezone,
+        "timezone": (await signed_in_user(request)).timezone,
     }
     return Template("payment.html", context=context, status_code=status)
 
@@ -119,7 +119,7 @@ class BookingPages(Controller):
         self, request: Request[Any, Any, Any], session: AsyncSession, event_id: RowId, exc: DomainError
     ) -> Template:
         errors = exc.fields or {"booking": exc.message}
-        return await event_page(session, current_user(request), event_id, errors, exc.status_code)
+        return await event_page(session, await signed_in_user(request), event_id, errors, exc.status_code)
 
     @get("/bookings")
     async def mine(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:

@@ -196,6 +196,7 @@ class CableConnection:
                     config=config,
                     transport="cable",
                     delivered=self.state.delivered_live,
+                    reads=self.state.stream_reads,
                 )
                 async for event in stream.events():
                     message = _channel_message(event)

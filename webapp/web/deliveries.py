@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage, Stream
 
 from webapp.auth.models import User
-from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user, session_of
+from webapp.http import DbSession, PageCursor, PageLimit, RowId, require_user, session_of, signed_in_user
 from webapp.notifications.delivery_reports import (
     DeliveryCounts,
     DeliveryReportJson,
@@ -28,7 +28,7 @@ from webapp.notifications.delivery_reports import (
 from webapp.notifications.stream import stream_deadline
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
-from webapp.web.sse import HEADERS, counted_connection
+from webapp.web.sse import counted_connection, event_stream
 from webapp.web.stream_access import admit, require_stream_user, take_slot, token_deadline
 
 PAGE_REPORTS = 10  # reports a page shows (and keeps current)
@@ -54,7 +54,9 @@ class DeliveryApi(Controller):
         cursor: PageCursor = None,
     ) -> DeliveryReportPage:
         """The reports of the event's announcements, updates and cancellation: counts only."""
-        found, next_cursor = await DeliveryReports(db_session).for_event(current_user(request), event_id, limit, cursor)
+        found, next_cursor = await DeliveryReports(db_session).for_event(
+            await signed_in_user(request), event_id, limit, cursor
+        )
         return {"items": [report.json() for report in found], "next_cursor": next_cursor}
 
     @get(
@@ -64,23 +66,27 @@ class DeliveryApi(Controller):
     async def show(
         self, request: Request[Any, Any, Any], db_session: DbSession, report_id: RowId
     ) -> DeliveryReportJson:
-        return (await DeliveryReports(db_session).get(current_user(request), report_id)).json()
+        return (await DeliveryReports(db_session).get(await signed_in_user(request), report_id)).json()
 
 
-def report_fragment(request: Request[Any, Any, Any], reports: Sequence[DeliveryCounts], empty: str) -> str:
+def report_fragment(
+    request: Request[Any, Any, Any], reports: Sequence[DeliveryCounts], empty: str, timezone: str
+) -> str:
     environment = request.app.template_engine.engine  # type: ignore[union-attr]
     template = environment.get_template("_delivery_reports.html")
-    return str(template.render(reports=reports, timezone=request.user.timezone, empty=empty))
+    return str(template.render(reports=reports, timezone=timezone, empty=empty))
 
 
 def watch_reports(
     request: Request[Any, Any, Any],
+    viewer: User,
     load: Callable[[DeliveryReports], Awaitable[list[DeliveryCounts]]],
     empty: str,
-) -> ServerSentEvent:
-    """A stream of the reports `load` counts, for a viewer already allowed to see them."""
+) -> Stream:
+    """A stream of the reports `load` counts, for a viewer already allowed to see them (times in
+    the viewer's zone)."""
     state = request.app.state
-    user: User = admit(request, state.settings, TRANSPORT)
+    user = admit(request, state.settings, TRANSPORT)
     config = state.stream_config
     subscription = take_slot(state.doorbell.hub, user.id, config, TRANSPORT, session_of(request), inbox=False)
     deadline, at_token_expiry = stream_deadline(config, token_deadline(request))
@@ -101,11 +107,9 @@ def watch_reports(
             if reports is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
             else:
-                yield ServerSentEventMessage(data=report_fragment(request, reports, empty))
+                yield ServerSentEventMessage(data=report_fragment(request, reports, empty, viewer.timezone))
 
-    return ServerSentEvent(
-        counted_connection(TRANSPORT, messages(), subscription, lambda: watch.end_reason), headers=HEADERS
-    )
+    return event_stream(counted_connection(TRANSPORT, messages(), subscription, lambda: watch.end_reason))
 
 
 EVENT_EMPTY = (
@@ -120,8 +124,9 @@ EVERYONE_EMPTY = "No announcements to everyone yet."
     opt={"transport": TRANSPORT},
     include_in_schema=False,
 )
-async def event_reports_stream(request: Request[Any, Any, Any], event_id: RowId) -> ServerSentEvent:
+async def event_reports_stream(request: Request[Any, Any, Any], event_id: RowId) -> Stream:
     """The event's reports, live, for its organizer and admins (anyone else: 404)."""
+    viewer = await signed_in_user(request)
     async with request.app.state.reader_sessionmaker() as session:  # not the request's: it would last as long
-        await DeliveryReports(session).check_event(current_user(request), event_id)
-    return watch_reports(request, lambda reports: reports.of_event(event_id, PAGE_REPORTS), EVENT_EMPTY)
+        await DeliveryReports(session).check_event(viewer, event_id)
+    return watch_reports(request, viewer, lambda reports: reports.of_event(event_id, PAGE_REPORTS), EVENT_EMPTY)

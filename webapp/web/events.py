@@ -17,11 +17,12 @@ from webapp.events.schemas import EventCreate, EventJson, EventPage, EventPatch,
 from webapp.events.services import EventDetails, EventService
 from webapp.flash import flash_redirect
 from webapp.groups.services import GroupService
-from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user
+from webapp.http import DbSession, PageCursor, PageLimit, RowId, current_user, require_user, signed_in_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.delivery_reports import DeliveryReports
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
+from webapp.preferences.services import PreferenceService
 from webapp.reviews.services import ReviewService
 from webapp.timeutil import common_timezones
 from webapp.validation import NO_NUL_PATTERN
@@ -86,6 +87,7 @@ async def event_page(
             can_review = False
     # Its organizer and admins see how its announcements, changes and cancellation got through.
     reports = None
+    muted = await PreferenceService(session).is_muted(user.id, event.id) if user else False
     if user and (user.is_admin or user.id == event.organizer_id):
         reports = await DeliveryReports(session).of_event(event.id, PAGE_REPORTS)
     return Template(
@@ -98,6 +100,7 @@ async def event_page(
             "errors": errors or {},
             "delivery_reports": reports,
             "reports_empty": EVENT_EMPTY,
+            "muted": muted,
         },
         status_code=status,
     )
@@ -173,7 +176,7 @@ class EventPages(Controller):
     async def announce(
         self, request: Request[Any, Any, Any], db_session: DbSession, event_id: RowId
     ) -> Template | Redirect:
-        user = current_user(request)
+        user = await signed_in_user(request)
         form = {k: str(v) for k, v in dict(await request.form()).items()}
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
         try:

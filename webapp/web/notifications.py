@@ -9,7 +9,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from webapp.http import DbSession, RowId, current_user, from_this_site, require_user
+from webapp.http import DbSession, RowId, current_user, from_this_site, require_user, signed_in_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.models import Notification, NotificationType
 from webapp.notifications.schemas import (
@@ -60,7 +60,7 @@ class NotificationPages(Controller):
     @post("/panel", status_code=HTTP_200_OK)
     async def panel(self, request: Request[Any, Any, Any], db_session: DbSession) -> Template:
         """Opening the dropdown: the latest items, split into unread and earlier; marks them seen."""
-        user = current_user(request)
+        user = await signed_in_user(request)
         items, state = await NotificationService(db_session).panel(user.id, PANEL_SIZE)
         # Its count rides along, so the badge agrees with the header the dropdown shows.
         return _panel(items, state, user.timezone, count_trigger(state))
@@ -116,7 +116,7 @@ class NotificationPages(Controller):
         notification, state = await _change(request, session, notification_id, "mark_read" if read else "mark_unread")
         return Template(
             "_notification_item.html",
-            context={"n": item_view(notification_json(notification), current_user(request).timezone)},
+            context={"n": item_view(notification_json(notification), (await signed_in_user(request)).timezone)},
             headers=count_trigger(state),
         )
 
@@ -151,7 +151,7 @@ class NotificationPages(Controller):
         """ "Mark all as read" and "Archive all read", up to the seq the page showed. From the
         dropdown: the dropdown again; from the inbox page: its list again, under the same filters;
         without script: back to the inbox page with those filters."""
-        user = current_user(request)
+        user = await signed_in_user(request)
         form = dict(await request.form())
         service = NotificationService(session)
         change = service.archive_read if archive else service.mark_all_read
@@ -199,7 +199,7 @@ async def _inbox_items(
     request: Request[Any, Any, Any], session: Any, status: str, type_: str | None, cursor: str | None
 ) -> dict[str, Any]:
     """One page of the inbox list under its filters (refused with a 422 when they are not ones)."""
-    user = current_user(request)
+    user = await signed_in_user(request)
     items, next_cursor = await NotificationService(session).listing(
         user.id, status, type_ or None, PAGE_SIZE, parse_int(cursor, "cursor")
     )
@@ -316,5 +316,5 @@ class NotificationApi(Controller):
         self, request: Request[Any, Any, Any], db_session: DbSession, data: JSONBody[AnnouncementRequest]
     ) -> AnnouncementAccepted:
         service = AnnouncementService(db_session, request.app.state.announcement_limiter)
-        announced = await service.announce(current_user(request), data.title, data.body, data.event_id)
+        announced = await service.announce(await signed_in_user(request), data.title, data.body, data.event_id)
         return {"status": "accepted", "recipients": announced.recipients, "report_id": announced.report_id}

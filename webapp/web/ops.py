@@ -19,14 +19,14 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.exceptions import PermissionDeniedException
-from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+from litestar.response import ServerSentEventMessage, Stream, Template
 
 from webapp.db import utcnow
-from webapp.http import DbSession, current_user, require_admin, session_of
+from webapp.http import DbSession, require_admin, session_of, signed_in_user
 from webapp.ops.figures import aggregate, read_since
 from webapp.ops.views import OpsView, ops_view
 from webapp.web.announcements import announcement_panel
-from webapp.web.sse import HEADERS, RETRY_MS
+from webapp.web.sse import RETRY_MS, event_stream
 from webapp.web.stream_access import origin_allowed, token_deadline
 
 # New samples arrive every OPS_SAMPLE_SECONDS; the page is refreshed as often, at most this long apart.
@@ -47,12 +47,12 @@ async def _view(request: Request[Any, Any, Any]) -> OpsView:
 @get("/admin/ops", guards=[require_admin], include_in_schema=False)
 async def ops_page(request: Request[Any, Any, Any], db_session: DbSession) -> Template:
     # The page is also where an admin announces to everyone (the form posts to /admin/announcements).
-    announcing = await announcement_panel(db_session, current_user(request))
+    announcing = await announcement_panel(db_session, await signed_in_user(request))
     return Template("ops.html", context={"ops": await _view(request), **announcing})
 
 
 @get("/admin/ops/stream", guards=[require_admin], include_in_schema=False)
-async def ops_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+async def ops_stream(request: Request[Any, Any, Any]) -> Stream:
     state = request.app.state
     settings = state.settings
     if not origin_allowed(request, settings):
@@ -93,4 +93,4 @@ async def ops_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
             if unwatch is not None:
                 unwatch()
 
-    return ServerSentEvent(messages(), headers=HEADERS)
+    return event_stream(messages())

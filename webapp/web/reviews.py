@@ -12,7 +12,7 @@ from webapp.auth.schemas import UserRef
 from webapp.errors import ValidationFailed
 from webapp.events.services import EventService
 from webapp.flash import flash_redirect
-from webapp.http import DbSession, RowId, current_user, require_user
+from webapp.http import DbSession, RowId, current_user, require_user, signed_in_user
 from webapp.openapi import Timestamp, api_doc
 from webapp.reviews.models import Review
 from webapp.reviews.services import ReviewService
@@ -63,7 +63,9 @@ class ReviewPages(Controller):
         except ValueError:
             rating = 0
         try:
-            await ReviewService(db_session).create(current_user(request), event_id, rating, form.get("comment", ""))
+            await ReviewService(db_session).create(
+                await signed_in_user(request), event_id, rating, form.get("comment", "")
+            )
         except ValidationFailed as exc:
             await db_session.rollback()
             event = await EventService(db_session).get(event_id)
@@ -91,5 +93,5 @@ class ReviewApi(Controller):
         event_id: RowId,
     ) -> ReviewJson:
         return review_json(
-            await ReviewService(db_session).create(current_user(request), event_id, data.rating, data.comment)
+            await ReviewService(db_session).create(await signed_in_user(request), event_id, data.rating, data.comment)
         )

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from litestar import Request, get
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage, Stream
 
 from webapp import metrics
-from webapp.http import session_of
+from webapp.http import session_of, signed_in_user
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
 from webapp.openapi import api_doc
@@ -18,7 +18,9 @@ from webapp.realtime.doorbell import Subscription
 from webapp.web.stream_access import admit, parse_last_seq, require_stream_user, take_slot, token_deadline
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
-HEADERS = {"Cache-Control": "no-cache, no-transform"}
+# No caching or transforming on the way, and no buffering in a reverse proxy (nginx reads
+# X-Accel-Buffering): each message must reach the browser when it is written.
+HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 RETRY_MS = 2000
 
 # The named events of the API stream, by kind of stream event, with what each carries: the
@@ -62,7 +64,19 @@ def page_encoder(timezone: str, environment: Any) -> Encoder:
     return encode
 
 
-def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
+def event_stream(messages: AsyncIterator[ServerSentEventMessage]) -> Stream:
+    """A `text/event-stream` response whose body is the messages, encoded as they come. Litestar's
+    own ServerSentEvent pulls its leading lines through a worker thread first: a thread hop on
+    every stream opening (bench/run.py's profile)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for message in messages:
+            yield message.encode()
+
+    return Stream(body(), media_type="text/event-stream", headers=HEADERS)
+
+
+def _open(request: Request[Any, Any, Any], encode: Encoder) -> Stream:
     state = request.app.state
     transport = request.route_handler.opt["transport"]
     user = admit(request, state.settings, transport)
@@ -80,15 +94,14 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> ServerSentEvent:
         expires_at=token_deadline(request),
         transport=transport,
         delivered=state.delivered_live,
+        reads=state.stream_reads,
     )
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         async for event in stream.events():
             yield encode(event)
 
-    return ServerSentEvent(
-        counted_connection(transport, messages(), subscription, lambda: stream.end_reason), headers=HEADERS
-    )
+    return event_stream(counted_connection(transport, messages(), subscription, lambda: stream.end_reason))
 
 
 async def counted_connection(
@@ -114,9 +127,10 @@ async def counted_connection(
 
 
 @get("/notifications/stream", guards=[require_stream_user], opt={"transport": "sse_html"}, include_in_schema=False)
-async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+async def page_stream(request: Request[Any, Any, Any]) -> Stream:
     environment = request.app.template_engine.engine  # type: ignore[union-attr]
-    return _open(request, page_encoder(request.user.timezone, environment))
+    timezone = (await signed_in_user(request)).timezone  # items are rendered in the user's zone
+    return _open(request, page_encoder(timezone, environment))
 
 
 @get(
@@ -126,7 +140,7 @@ async def page_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
     tags=["notifications"],
     **api_doc("Stream notifications as Server-Sent Events", 403, 429, auth=True, events=dict(API_EVENTS.values())),
 )
-async def api_stream(request: Request[Any, Any, Any]) -> ServerSentEvent:
+async def api_stream(request: Request[Any, Any, Any]) -> Stream:
     """Replays what came after `Last-Event-ID` (or `?last_event_id=` on a first connect), then
     sends live. Heartbeat comments keep proxies open; the stream ends at the token's expiry and
     the client reconnects. 403: an `Origin` not in ALLOWED_ORIGINS; 429: too many open streams."""

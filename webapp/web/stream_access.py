@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.handlers.base import BaseRouteHandler
 
 from webapp import metrics
-from webapp.auth.models import User
+from webapp.auth.caller import Caller
 from webapp.notifications.stream import StreamConfig
 from webapp.realtime.doorbell import Hub, Subscription
 from webapp.settings import Settings
@@ -49,14 +49,14 @@ def origin_allowed(connection: ASGIConnection[Any, Any, Any, Any], settings: Set
     return origin is None or origin.rstrip("/") in settings.allowed_origins
 
 
-def require_stream_user(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def require_stream_user(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The guard of the SSE endpoints (`opt={"transport": ...}`): as require_user, counted."""
     if connection.user is None:
         metrics.CONNECTIONS_REFUSED.labels(handler.opt["transport"], "auth").inc()
         raise NotAuthorizedException("Log in to continue.")
 
 
-def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, transport: str) -> User:
+def admit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, transport: str) -> Caller:
     user = connection.user
     if user is None:
         metrics.CONNECTIONS_REFUSED.labels(transport, "auth").inc()

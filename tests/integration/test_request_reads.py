@@ -1,0 +1,132 @@
+"""What one authenticated request reads (issue 12): a verified access token says who is calling,
+so no request reads the user's row just to know that; the row is read where something of it is
+shown or checked (a page's header, an admin's guard, the profile), once, in the request's own
+database session. Every statement costs a round trip to the database (on SQLite, several hops to
+its thread), and these are the cost of an API read and of a stream opening."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import event, update
+
+from tests.api import bearer, register
+from tests.conftest import TEST_SECRET
+from webapp.auth.models import User
+from webapp.auth.tokens import issue_access_token
+from webapp.logs import request_id
+
+
+@contextmanager
+def statements_run(app: Any) -> Iterator[list[str]]:
+    """The statements requests run on the app's engines (one engine on PostgreSQL, two on SQLite);
+    the embedded scheduler's, which carry no request id, are not counted."""
+    engines = {maker.kw["info"]["engine"] for maker in (app.state.sessionmaker, app.state.reader_sessionmaker)}
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if request_id.get():
+            statements.append(" ".join(statement.split()))
+
+    for engine in engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def reading_users(statements: list[str]) -> list[str]:
+    return [s for s in statements if "FROM users" in s]
+
+
+async def test_an_api_read_runs_one_statement_and_reads_no_user_row(client, app):
+    _, token = await register(client)
+    with statements_run(app) as statements:
+        response = await client.get("/api/v1/notifications/unread_count", headers=bearer(token))
+    assert response.status_code == 200 and response.json() == {"unread_count": 0, "seq": 0, "version": 0}
+    assert reading_users(statements) == []
+    # The count and the position in one statement, and no BEGIN before it (SQLite's readers send
+    # none: the statement is its own snapshot, as under PostgreSQL's READ COMMITTED).
+    assert len(statements) == 1, statements
+
+
+async def test_a_stream_opens_without_reading_the_user_row(in_process_server, app):
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=10) as http:
+        registered = await http.post(
+            "/api/v1/auth/register",
+            json={"email": "streamer@example.com", "password": "correct horse battery", "name": "S", "timezone": "UTC"},
+        )
+        token = registered.json()["token"]
+        with statements_run(app) as statements:
+            async with http.stream("GET", "/api/v1/notifications/stream", headers=bearer(token)) as response:
+                assert response.status_code == 200
+                lines = response.aiter_lines()
+                while "notification_count" not in await anext(lines):
+                    pass  # the opening state has been read and sent
+    assert reading_users(statements) == []
+
+
+async def test_a_page_reads_the_user_once_and_shows_what_is_current(client, app, session):
+    from tests.integration.pages import register_in_browser
+
+    await register_in_browser(client, "pages@example.com")
+    me = (await client.get("/api/v1/me")).json()
+    assert me["name"]
+    with statements_run(app) as statements:
+        page = await client.get("/notifications")
+    assert page.status_code == 200 and me["name"] in page.text
+    assert len(reading_users(statements)) == 1, statements
+    # A change to the row (here by hand) shows on the next page: nothing about the user is cached.
+    await session.execute(update(User).where(User.id == me["id"]).values(name="Renamed Person", role="admin"))
+    await session.commit()
+    page = await client.get("/admin/announcements")
+    assert page.status_code == 200 and "Renamed Person" in page.text
+
+
+async def test_a_valid_token_of_a_user_without_a_row_is_signed_out_where_the_row_matters(client):
+    """A token signed with this deployment's key for a user that has no row (a database reset
+    under a browser that kept its cookie): nothing that shows or checks the user serves it."""
+    token = issue_access_token(987_654, TEST_SECRET, timedelta(minutes=5), session="gone")
+    assert (await client.get("/api/v1/me", headers=bearer(token))).status_code == 401
+    page = await client.get("/notifications", headers=bearer(token))
+    assert page.status_code in (302, 303, 401)
+    assert (await client.get("/admin/announcements", headers=bearer(token))).status_code in (302, 303, 401)
+
+
+async def test_a_stream_opens_without_a_worker_thread(in_process_server, monkeypatch):
+    """Litestar's ServerSentEvent pulls its leading lines through a worker thread on every stream
+    (`sync_to_thread`): a thread hop per opening. The streams write their body themselves."""
+    import litestar.response.sse
+    import litestar.utils.sync
+
+    hops: list[object] = []
+
+    async def counted_hop(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        hops.append(fn)
+        return fn(*args, **kwargs)
+
+    monkeypatch.setattr(litestar.response.sse, "sync_to_thread", counted_hop)
+    monkeypatch.setattr(litestar.utils.sync, "sync_to_thread", counted_hop)
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=10) as http:
+        registered = await http.post(
+            "/api/v1/auth/register",
+            json={"email": "threads@example.com", "password": "correct horse battery", "name": "T", "timezone": "UTC"},
+        )
+        token = registered.json()["token"]
+        async with http.stream("GET", "/api/v1/notifications/stream", headers=bearer(token)) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache, no-transform"
+            assert response.headers["x-accel-buffering"] == "no"
+            lines = response.aiter_lines()
+            assert await anext(lines) == ": connected"
+            assert await anext(lines) == "retry: 2000"
+            while "notification_count" not in await anext(lines):
+                pass
+    assert hops == []

@@ -1,0 +1,2 @@
+"""Who is told through which channel, and when: per-type channel preferences, per-event mutes,
+quiet hours."""
