@@ -29,6 +29,7 @@ from webapp.flash import FlashMiddleware
 from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
 from webapp.logs import bind_user, configure_logging, new_request_id, request_id
+from webapp.long_lived import LONG_LIVED
 from webapp.mail.transport import log_email_mode
 from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.delivered import DeliveredFlush, DeliveredLive
@@ -249,6 +250,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         header_name="x-csrftoken",
         cookie_secure=settings.production,
         cookie_samesite="lax",
+        exclude_from_csrf_key=LONG_LIVED,
     )
     return Tidings(
         route_handlers=[

@@ -25,6 +25,8 @@ from litestar.middleware import ASGIMiddleware
 from litestar.response import Redirect
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from webapp.long_lived import LONG_LIVED
+
 FLASH_COOKIE = "tidings_flash"
 FLASH_MAX_AGE_SECONDS = 60  # the redirect is followed at once; an unfollowed one goes stale
 TAKEN = "tidings.flash_taken"  # in the scope's state: a list, non-empty once the page took the flash
@@ -72,6 +74,7 @@ class FlashMiddleware(ASGIMiddleware):
     it puts there is shared by every attempt."""
 
     scopes = (ScopeType.HTTP,)
+    exclude_opt_key = LONG_LIVED
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         taken: list[bool] = []

@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils.scope.state import CONNECTION_STATE_KEY, ScopeState
 
 from webapp.http import RETRY_REQUESTED
+from webapp.long_lived import LONG_LIVED
 
 MAX_ATTEMPTS = 4
 BASE_DELAY_SECONDS = 0.02
@@ -30,7 +31,7 @@ class RetryConflictsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
+        if scope["type"] != ScopeType.HTTP or scope["route_handler"].opt.get(LONG_LIVED):
             await self.app(scope, receive, send)
             return
         # Read the body once; Litestar keeps it in the connection state every attempt starts from.

@@ -61,7 +61,7 @@ async def shown_once(client, answer, text: str) -> None:
     """`answer` redirects to a page that says `text` once."""
     assert answer.status_code in (302, 303), answer.text
     page = await client.get(answer.headers["location"])
-    assert page.status_code == 200 and f'data-flash>{text}</div>' in page.text, text
+    assert page.status_code == 200 and f"data-flash>{text}</div>" in page.text, text
     again = await client.get(answer.headers["location"])
     assert "data-flash" not in again.text
 

@@ -256,9 +256,7 @@ HOT_QUERIES: dict[str, tuple[Callable[[int], Call], str | None]] = {
     ),
     # The flush of "delivered live" times: by primary key (SQLite's rowid, PostgreSQL's index).
     "delivered flush": (
-        lambda first: (
-            lambda service: service.mark_delivered({i: 1.7e9 + i / 1000 for i in range(first, first + 900)})
-        ),
+        lambda first: lambda service: service.mark_delivered({i: 1.7e9 + i / 1000 for i in range(first, first + 900)}),
         None,
     ),
     "notify (dedupe check)": (

@@ -130,3 +130,44 @@ async def test_a_stream_opens_without_a_worker_thread(in_process_server, monkeyp
             while "notification_count" not in await anext(lines):
                 pass
     assert hops == []
+
+
+async def test_a_stream_passes_by_the_middlewares_of_pages_and_writes(in_process_server, monkeypatch):
+    """A stream is one long response that writes nothing: no flash to take, no CSRF cookie to set
+    (it is a GET), no conflict to retry once its first byte is out. Those middlewares stay out of
+    its opening and out of every message it sends (each one a wrapper around `send`)."""
+    import webapp.web.sse
+    from webapp.flash import TAKEN
+    from webapp.retry import RetryConflictsMiddleware
+
+    retried: list[object] = []
+    attempt = RetryConflictsMiddleware._attempt
+
+    async def counted(self, scope, *args, **kwargs):  # type: ignore[no-untyped-def]
+        retried.append(scope["path"])
+        return await attempt(self, scope, *args, **kwargs)
+
+    monkeypatch.setattr(RetryConflictsMiddleware, "_attempt", counted)
+    scopes: list[dict[str, Any]] = []
+    open_stream = webapp.web.sse._open
+
+    def seen(request, encode):  # type: ignore[no-untyped-def]
+        scopes.append(request.scope)
+        return open_stream(request, encode)
+
+    monkeypatch.setattr(webapp.web.sse, "_open", seen)
+    async with httpx.AsyncClient(base_url=in_process_server, timeout=10) as http:
+        registered = await http.post(
+            "/api/v1/auth/register",
+            json={"email": "bypass@example.com", "password": "correct horse battery", "name": "B", "timezone": "UTC"},
+        )
+        token = registered.json()["token"]
+        assert retried == ["/api/v1/auth/register"]  # a write runs inside the retry
+        async with http.stream("GET", "/api/v1/notifications/stream", headers=bearer(token)) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            while "notification_count" not in await anext(lines):
+                pass
+        assert "set-cookie" not in response.headers
+    assert retried == ["/api/v1/auth/register"]
+    assert TAKEN not in scopes[0].get("state", {})  # the flash middleware did not run

@@ -636,11 +636,15 @@ class NotificationService:
         values as arrays (a fan-out chunk's thousand UPDATE statements took 20 ms); SQLite runs
         the executemany in its own process, where a statement costs little."""
         if on_postgresql(self.session):
-            values = func.unnest(
-                bindparam("uids", list(counters), type_=ARRAY(Integer)),
-                bindparam("lasts", [c["last_seq"] for c in counters.values()], type_=ARRAY(Integer)),
-                bindparam("vers", [c["version"] for c in counters.values()], type_=ARRAY(Integer)),
-            ).table_valued("user_id", "last_seq", "version").render_derived()
+            values = (
+                func.unnest(
+                    bindparam("uids", list(counters), type_=ARRAY(Integer)),
+                    bindparam("lasts", [c["last_seq"] for c in counters.values()], type_=ARRAY(Integer)),
+                    bindparam("vers", [c["version"] for c in counters.values()], type_=ARRAY(Integer)),
+                )
+                .table_valued("user_id", "last_seq", "version")
+                .render_derived()
+            )
             await self.session.execute(
                 update(COUNTERS)
                 .where(COUNTERS.c.user_id == values.c.user_id)

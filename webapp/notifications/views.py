@@ -54,7 +54,8 @@ def item_view(payload: Mapping[str, Any], timezone: str) -> dict[str, Any]:
         "unread": payload.get("read_at") is None and not payload.get("expired"),
         "expired": bool(payload.get("expired")),
         "archived": payload.get("archived_at") is not None,
-        "label": TYPE_LABELS.get(payload["type"], "Notification") + (" · outdated" if payload.get("obsolete") else "")
+        "label": TYPE_LABELS.get(payload["type"], "Notification")
+        + (" · outdated" if payload.get("obsolete") else "")
         + (" · expired" if payload.get("expired") else ""),
         "created_iso": created_at.isoformat(),
         "created_relative": relative_time(created_at),

@@ -18,6 +18,7 @@ from litestar.response import ServerSentEventMessage, Stream
 
 from webapp.auth.models import User
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, require_user, session_of, signed_in_user
+from webapp.long_lived import LONG_LIVED
 from webapp.notifications.delivery_reports import (
     DeliveryCounts,
     DeliveryReportJson,
@@ -121,7 +122,7 @@ EVERYONE_EMPTY = "No announcements to everyone yet."
 @get(
     "/events/{event_id:int}/deliveries/stream",
     guards=[require_stream_user],
-    opt={"transport": TRANSPORT},
+    opt={"transport": TRANSPORT, LONG_LIVED: True},
     include_in_schema=False,
 )
 async def event_reports_stream(request: Request[Any, Any, Any], event_id: RowId) -> Stream:

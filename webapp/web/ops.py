@@ -23,6 +23,7 @@ from litestar.response import ServerSentEventMessage, Stream, Template
 
 from webapp.db import utcnow
 from webapp.http import DbSession, require_admin, session_of, signed_in_user
+from webapp.long_lived import LONG_LIVED
 from webapp.ops.figures import aggregate, read_since
 from webapp.ops.views import OpsView, ops_view
 from webapp.web.announcements import announcement_panel
@@ -51,7 +52,7 @@ async def ops_page(request: Request[Any, Any, Any], db_session: DbSession) -> Te
     return Template("ops.html", context={"ops": await _view(request), **announcing})
 
 
-@get("/admin/ops/stream", guards=[require_admin], include_in_schema=False)
+@get("/admin/ops/stream", guards=[require_admin], opt={LONG_LIVED: True}, include_in_schema=False)
 async def ops_stream(request: Request[Any, Any, Any]) -> Stream:
     state = request.app.state
     settings = state.settings

@@ -11,6 +11,7 @@ from litestar.response import ServerSentEventMessage, Stream
 
 from webapp import metrics
 from webapp.http import session_of, signed_in_user
+from webapp.long_lived import LONG_LIVED
 from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
 from webapp.openapi import api_doc
@@ -126,7 +127,12 @@ async def counted_connection(
         metrics.CONNECTIONS_CLOSED.labels(transport, end_reason()).inc()
 
 
-@get("/notifications/stream", guards=[require_stream_user], opt={"transport": "sse_html"}, include_in_schema=False)
+@get(
+    "/notifications/stream",
+    guards=[require_stream_user],
+    opt={"transport": "sse_html", LONG_LIVED: True},
+    include_in_schema=False,
+)
 async def page_stream(request: Request[Any, Any, Any]) -> Stream:
     environment = request.app.template_engine.engine  # type: ignore[union-attr]
     timezone = (await signed_in_user(request)).timezone  # items are rendered in the user's zone
@@ -136,7 +142,7 @@ async def page_stream(request: Request[Any, Any, Any]) -> Stream:
 @get(
     "/api/v1/notifications/stream",
     guards=[require_stream_user],
-    opt={"transport": "sse_json"},
+    opt={"transport": "sse_json", LONG_LIVED: True},
     tags=["notifications"],
     **api_doc("Stream notifications as Server-Sent Events", 403, 429, auth=True, events=dict(API_EVENTS.values())),
 )
