@@ -24,12 +24,11 @@ from webapp.auth.models import User
 from webapp.auth.services import LoginGuard
 from webapp.auth.sessions import EndedSessionsSync
 from webapp.bookings.payment_gateway import TestPaymentGateway
-from webapp.db import create_engine, create_sessionmaker
+from webapp.db import create_engine, create_reader_engine, create_sessionmaker
 from webapp.flash import FlashMiddleware
 from webapp.headers import security_headers
 from webapp.http import EXCEPTION_HANDLERS, answer_options, provide_db_session, provide_settings
 from webapp.logs import bind_user, configure_logging, new_request_id, request_id
-from webapp.long_lived import LONG_LIVED
 from webapp.mail.transport import log_email_mode
 from webapp.methods import as_get, list_head_with_get, without_body
 from webapp.notifications.delivered import DeliveredFlush, DeliveredLive
@@ -152,10 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         timeouts = settings.database_timeouts
         engine = create_engine(settings.database_url, timeouts=timeouts)
-        # Reads (GET requests, streams, the auth lookup) never take SQLite's write lock.
-        reader_engine = (
-            create_engine(settings.database_url, readers_only=True, timeouts=timeouts) if settings.is_sqlite else engine
-        )
+        reader_engine = create_reader_engine(engine, settings.database_url, timeouts)
         redis = Redis.from_url(settings.redis_url, **settings.redis_options) if settings.redis_url else None
         counter: Counter = RedisCounter(redis, settings.redis_namespace) if redis else MemoryCounter()
         app.state.settings = settings
@@ -250,7 +246,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         header_name="x-csrftoken",
         cookie_secure=settings.production,
         cookie_samesite="lax",
-        exclude_from_csrf_key=LONG_LIVED,
     )
     return Tidings(
         route_handlers=[

@@ -28,6 +28,7 @@ from webapp.auth.caller import Caller, TokenHolder
 from webapp.auth.services import SessionService, SessionTokens
 from webapp.auth.tokens import AccessClaims, decode_access_token
 from webapp.logs import bind_user
+from webapp.long_lived import LONG_LIVED
 from webapp.settings import Settings
 
 ACCESS_COOKIE = "tidings_access"
@@ -143,6 +144,9 @@ class SessionCSRFMiddleware(CSRFMiddleware):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
+            if scope["route_handler"].opt.get(LONG_LIVED):  # a stream: a GET with nothing to protect
+                await self.app(scope, receive, send)
+                return
             headers = Headers.from_scope(scope)
             cookies = parse_cookies(headers.get("cookie", ""))
             has_session_cookie = ACCESS_COOKIE in cookies or REFRESH_COOKIE in cookies
