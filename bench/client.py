@@ -114,10 +114,13 @@ async def streams(port: int, path: str, header_sets: list[dict[str, str]]) -> di
     return {"closed": len(writers)}
 
 
-async def reconnects(port: int, path: str, header_sets: list[dict[str, str]], expect: list[int]) -> dict[str, Any]:
+async def reconnects(
+    ports: list[int], path: str, header_sets: list[dict[str, str]], expect: list[int]
+) -> dict[str, Any]:
     """Every stream reconnects with its Last-Event-ID at once (CONNECT_AT_ONCE in flight) and reads
     until the count that ends its replay: how long until the last one is live, and whether each
-    replayed exactly the seqs `expect` (nothing lost, nothing twice)."""
+    replayed exactly the seqs `expect` (nothing lost, nothing twice). With several `ports` (web
+    processes), the streams are spread over them in turn, as a load balancer would."""
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
     writers: list[asyncio.StreamWriter] = []
     failed: dict[str, int] = {}
@@ -125,7 +128,7 @@ async def reconnects(port: int, path: str, header_sets: list[dict[str, str]], ex
     live_after: list[float] = []
     started = time.monotonic()
 
-    async def reconnect(headers: dict[str, str]) -> None:
+    async def reconnect(port: int, headers: dict[str, str]) -> None:
         nonlocal lost, twice
         async with gate:
             opened = await open_stream(port, path, headers, failed)
@@ -150,7 +153,7 @@ async def reconnects(port: int, path: str, header_sets: list[dict[str, str]], ex
             twice += len(replayed) - len(set(replayed))
             writers.append(writer)
 
-    await asyncio.gather(*(reconnect(h) for h in header_sets))
+    await asyncio.gather(*(reconnect(ports[i % len(ports)], h) for i, h in enumerate(header_sets)))
     result = {
         "opened": len(writers),
         "failed": failed,
