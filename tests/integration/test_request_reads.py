@@ -50,6 +50,22 @@ def reading_users(statements: list[str]) -> list[str]:
     return [s for s in statements if "FROM users" in s]
 
 
+async def register_over_http(http: httpx.AsyncClient, email: str) -> str:
+    """A new account's access token, through the live server's API."""
+    registered = await http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": "correct horse battery", "name": email[0].upper(), "timezone": "UTC"},
+    )
+    return str(registered.json()["token"])
+
+
+async def read_until_the_count(response: httpx.Response) -> None:
+    """Reads a stream up to its opening's count: the opening state has been read and sent."""
+    lines = response.aiter_lines()
+    while "notification_count" not in await anext(lines):
+        pass
+
+
 async def test_an_api_read_runs_one_statement_and_reads_no_user_row(client, app):
     _, token = await register(client)
     with statements_run(app) as statements:
@@ -63,17 +79,11 @@ async def test_an_api_read_runs_one_statement_and_reads_no_user_row(client, app)
 
 async def test_a_stream_opens_without_reading_the_user_row(in_process_server, app):
     async with httpx.AsyncClient(base_url=in_process_server, timeout=10) as http:
-        registered = await http.post(
-            "/api/v1/auth/register",
-            json={"email": "streamer@example.com", "password": "correct horse battery", "name": "S", "timezone": "UTC"},
-        )
-        token = registered.json()["token"]
+        token = await register_over_http(http, "streamer@example.com")
         with statements_run(app) as statements:
             async with http.stream("GET", "/api/v1/notifications/stream", headers=bearer(token)) as response:
                 assert response.status_code == 200
-                lines = response.aiter_lines()
-                while "notification_count" not in await anext(lines):
-                    pass  # the opening state has been read and sent
+                await read_until_the_count(response)
     assert reading_users(statements) == []
 
 
@@ -119,11 +129,7 @@ async def test_a_stream_opens_without_a_worker_thread(in_process_server, monkeyp
     monkeypatch.setattr(litestar.response.sse, "sync_to_thread", counted_hop)
     monkeypatch.setattr(litestar.utils.sync, "sync_to_thread", counted_hop)
     async with httpx.AsyncClient(base_url=in_process_server, timeout=10) as http:
-        registered = await http.post(
-            "/api/v1/auth/register",
-            json={"email": "threads@example.com", "password": "correct horse battery", "name": "T", "timezone": "UTC"},
-        )
-        token = registered.json()["token"]
+        token = await register_over_http(http, "threads@example.com")
         async with http.stream("GET", "/api/v1/notifications/stream", headers=bearer(token)) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -162,17 +168,11 @@ async def test_a_stream_passes_by_the_middlewares_of_pages_and_writes(in_process
 
     monkeypatch.setattr(webapp.web.sse, "_open", seen)
     async with httpx.AsyncClient(base_url=in_process_server, timeout=10) as http:
-        registered = await http.post(
-            "/api/v1/auth/register",
-            json={"email": "bypass@example.com", "password": "correct horse battery", "name": "B", "timezone": "UTC"},
-        )
-        token = registered.json()["token"]
+        token = await register_over_http(http, "bypass@example.com")
         assert retried == ["/api/v1/auth/register"]  # a write runs inside the retry
         async with http.stream("GET", "/api/v1/notifications/stream", headers=bearer(token)) as response:
             assert response.status_code == 200
-            lines = response.aiter_lines()
-            while "notification_count" not in await anext(lines):
-                pass
+            await read_until_the_count(response)
         assert "set-cookie" not in response.headers
     assert retried == ["/api/v1/auth/register"]
     assert TAKEN not in scopes[0].get("state", {})  # the flash middleware did not run
