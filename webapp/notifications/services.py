@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, cast, get_args
 
 from prometheus_client import Counter
-from sqlalchemy import Integer, ScalarSelect, Table, bindparam, event, func, insert, or_, select, update
+from sqlalchemy import BindParameter, Integer, ScalarSelect, Table, bindparam, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -154,7 +154,7 @@ def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _unexpired(now: datetime) -> Any:
+def _unexpired(now: datetime | BindParameter[datetime]) -> Any:
     return or_(Notification.expires_at.is_(None), Notification.expires_at > now)
 
 
@@ -484,13 +484,7 @@ class NotificationService:
 
     async def state(self, user_id: int) -> InboxState:
         """The count and the position, in one statement: every API read and stream opening asks."""
-        row = (
-            await self.session.execute(
-                select(COUNTERS.c.last_seq, COUNTERS.c.version, _bounded_unread_count(utcnow())).where(
-                    COUNTERS.c.user_id == user_id
-                )
-            )
-        ).first()
+        row = (await self.session.execute(_STATE, {"user_id": user_id, "now": utcnow()})).first()
         if row is None:  # nothing was ever sent to the user
             return InboxState(unread_count=0, seq=0, version=0)
         return InboxState(unread_count=row[2], seq=row[0], version=row[1])
@@ -508,13 +502,7 @@ class NotificationService:
 
     async def since(self, user_id: int, after_seq: int, limit: int) -> list[Notification]:
         """Replay: the user's notifications after a seq, oldest first."""
-        statement = (
-            select(Notification)
-            .where(Notification.user_id == user_id, Notification.seq > after_seq)
-            .order_by(Notification.seq)
-            .limit(limit)
-        )
-        return list(await self.session.scalars(statement))
+        return list(await self.session.scalars(_SINCE, {"user_id": user_id, "after_seq": after_seq, "limit": limit}))
 
     async def listing(
         self, user_id: int, status: str = "all", type_: str | None = None, limit: int = 20, cursor: int | None = None
@@ -720,7 +708,7 @@ class NotificationService:
         return counts
 
 
-def _bounded_unread_count(now: datetime) -> ScalarSelect[int]:
+def _bounded_unread_count(now: datetime | BindParameter[datetime]) -> ScalarSelect[int]:
     """The unread count of the counter row's user, stopping at UNREAD_COUNT_LIMIT (a LIMIT, so a
     full inbox is not walked row by row)."""
     first_unread = (
@@ -736,6 +724,20 @@ def _bounded_unread_count(now: datetime) -> ScalarSelect[int]:
         .subquery()
     )
     return select(func.count()).select_from(first_unread).scalar_subquery()
+
+
+# The statements of every API read, stream opening and replay, built once with bound parameters:
+# SQLAlchemy computes the cache key of each new statement object it runs, a third of the CPU of
+# a one-statement read (bench/run.py); a statement object it has run before has its key already.
+_STATE = select(COUNTERS.c.last_seq, COUNTERS.c.version, _bounded_unread_count(bindparam("now"))).where(
+    COUNTERS.c.user_id == bindparam("user_id")
+)
+_SINCE = (
+    select(Notification)
+    .where(Notification.user_id == bindparam("user_id"), Notification.seq > bindparam("after_seq"))
+    .order_by(Notification.seq)
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 def count_after_commit(session: AsyncSession, counter: Counter, amount: int) -> None:
