@@ -60,4 +60,7 @@ async def in_process_server(app) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
+        # Longer than the app's own worst-case shutdown (embedded jobs 30 s, then the tasks left
+        # on their loop 15 s): a shutdown cancelled half-way leaves the engines undisposed, and a
+        # hand-over caught inside its UPDATE keeps SQLite's write lock for the rest of the run.
+        await asyncio.wait_for(task, timeout=60)

@@ -44,7 +44,7 @@ async def impatient_server(settings):
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
+        await asyncio.wait_for(task, timeout=60)  # beyond the app's own shutdown grace (conftest.py)
 
 
 async def test_every_stream_of_a_storm_opens_with_its_state(impatient_server, session):
