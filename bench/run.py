@@ -139,6 +139,7 @@ async def seed(url: str, streams: int, inboxes: tuple[int, ...]) -> Seeded:
                         "body": "",
                         "dedupe_key": f"crowd:{seq}",
                         "created_at": now,
+                        "actor_id": organizer,  # announcements name who sent them
                     }
                     for uid in chunk
                     for seq in range(1, CROWD_INBOX + 1)

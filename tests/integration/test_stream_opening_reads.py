@@ -1,7 +1,8 @@
 """What a stream's opening reads (issue 12, the reconnect storm): after a deploy or a network blip
 every page reconnects at once, each with its Last-Event-ID, and each opening's reads are the
 storm's cost. An opening is one session (one connection taken from the pool, one queue place):
-its state, and the replay of what was missed only when something was missed.
+its state, and the replay of what was missed only when something was missed, in one statement
+even when the missed items name who caused them (announcements and invitations do).
 """
 
 from __future__ import annotations
@@ -63,16 +64,21 @@ async def opening(readers: Any, user_id: int, last_seq: int | None) -> list[Stre
 async def test_an_opening_reads_in_one_session_and_replays_only_what_was_missed(
     readers, session, no_doorbell, last_seq, replayed
 ):
-    (user_id,) = await make_users(session, 1)
+    user_id, organizer = await make_users(session, 2)
     for n in range(3):
-        await NotificationService(session).notify(NewNotification(user_id=user_id, type="general", title=f"n{n + 1}"))
+        await NotificationService(session).notify(
+            NewNotification(user_id=user_id, type="general", title=f"n{n + 1}", actor_id=organizer)
+        )
     await session.commit()
 
     with statements_run(readers) as statements, checkouts(readers) as taken:
         events = await opening(readers, user_id, last_seq)
 
-    assert [e.seq for e in events if e.kind == "notification"] == replayed
+    notifications = [e for e in events if e.kind == "notification"]
+    assert [e.seq for e in notifications] == replayed
+    assert all(e.payload["actor"] == {"id": organizer, "name": "R 1", "initials": "R1"} for e in notifications)
     assert events[-1].kind == "count" and events[-1].payload["unread_count"] == 3
     assert len(taken) == 1, f"{len(taken)} connections taken for one opening"
-    # The state (count and position in one statement), then the missed rows when there are any.
+    # The state (count and position in one statement), then the missed rows with their actors'
+    # names when there are any.
     assert len(statements) == (2 if replayed else 1), statements

@@ -69,8 +69,9 @@ class NewNotification:
 
 
 @dataclass(frozen=True, slots=True)
-class CreatedNotification:
-    """A notification just inserted by notify_many, without the cost of an ORM object."""
+class NotificationData:
+    """A notification as plain data, without the cost of an ORM object: just inserted by
+    notify_many, or read back for a stream's replay (with its actor's name, in one statement)."""
 
     id: int
     user_id: int
@@ -84,10 +85,10 @@ class CreatedNotification:
     expires_at: datetime | None
     actor_id: int | None
     actor_name: str | None
-    seen_at: None = None
-    read_at: None = None
-    obsolete_at: None = None
-    archived_at: None = None
+    seen_at: datetime | None = None
+    read_at: datetime | None = None
+    obsolete_at: datetime | None = None
+    archived_at: datetime | None = None
 
     ROW_FIELDS: ClassVar[tuple[str, ...]] = (
         "user_id",
@@ -120,17 +121,17 @@ def initials(name: str) -> str:
     return letters.upper()
 
 
-def actor_json(n: Notification | CreatedNotification) -> ActorJson | None:
+def actor_json(n: Notification | NotificationData) -> ActorJson | None:
     """Who caused it, when that was someone other than its recipient."""
     if n.actor_id is None or n.actor_id == n.user_id:
         return None
-    name = n.actor_name if isinstance(n, CreatedNotification) else (n.actor.name if n.actor else None)
+    name = n.actor_name if isinstance(n, NotificationData) else (n.actor.name if n.actor else None)
     if name is None:
         return None
     return {"id": n.actor_id, "name": name, "initials": initials(name)}
 
 
-def notification_json(n: Notification | CreatedNotification, created_iso: str | None = None) -> NotificationJson:
+def notification_json(n: Notification | NotificationData, created_iso: str | None = None) -> NotificationJson:
     return {
         "id": n.id,
         "seq": n.seq,
@@ -164,12 +165,12 @@ class NotificationService:
 
     # ---- creating -------------------------------------------------------------------------
 
-    async def notify(self, item: NewNotification) -> CreatedNotification | None:
+    async def notify(self, item: NewNotification) -> NotificationData | None:
         """Adds one notification in the caller's transaction; None if its dedupe_key was used."""
         created = await self.notify_many([item])
         return created[0] if created else None
 
-    async def notify_many(self, items: Sequence[NewNotification]) -> list[CreatedNotification]:
+    async def notify_many(self, items: Sequence[NewNotification]) -> list[NotificationData]:
         """Adds notifications in the caller's transaction, skipping dedupe_keys already used
         for that user. The doorbell rings for each after the caller commits."""
         items = [_fitted(item) for item in items]
@@ -215,10 +216,10 @@ class NotificationService:
         inserted = await self.session.execute(insert(table).returning(table.c.id, table.c.user_id, table.c.seq), rows)
         ids = {(user_id, seq): notification_id for notification_id, user_id, seq in inserted}
         created = [
-            CreatedNotification(
+            NotificationData(
                 id=ids[(row["user_id"], row["seq"])],
                 actor_name=names.get(row["actor_id"]) if row["actor_id"] else None,
-                **{k: row[k] for k in CreatedNotification.ROW_FIELDS},
+                **{k: row[k] for k in NotificationData.ROW_FIELDS},
             )
             for row in rows
         ]
@@ -500,9 +501,10 @@ class NotificationService:
             raise NotFound("No such notification.")
         return notification
 
-    async def since(self, user_id: int, after_seq: int, limit: int) -> list[Notification]:
+    async def since(self, user_id: int, after_seq: int, limit: int) -> list[NotificationData]:
         """Replay: the user's notifications after a seq, oldest first."""
-        return list(await self.session.scalars(_SINCE, {"user_id": user_id, "after_seq": after_seq, "limit": limit}))
+        rows = await self.session.execute(_SINCE, {"user_id": user_id, "after_seq": after_seq, "limit": limit})
+        return [NotificationData(**row._mapping) for row in rows]
 
     async def listing(
         self, user_id: int, status: str = "all", type_: str | None = None, limit: int = 20, cursor: int | None = None
@@ -583,7 +585,7 @@ class NotificationService:
         )
         return user_ids
 
-    async def broadcast_to_user(self, user_id: int, notification: Notification | CreatedNotification) -> None:
+    async def broadcast_to_user(self, user_id: int, notification: Notification | NotificationData) -> None:
         """Rings the doorbell for a committed notification, e.g. to re-announce it."""
         state = await self.state(user_id)
         _ring(
@@ -732,8 +734,28 @@ def _bounded_unread_count(now: datetime | BindParameter[datetime]) -> ScalarSele
 _STATE = select(COUNTERS.c.last_seq, COUNTERS.c.version, _bounded_unread_count(bindparam("now"))).where(
     COUNTERS.c.user_id == bindparam("user_id")
 )
+# Plain rows with the actor's name joined (the ORM loads actors in a second query): in a
+# reconnect storm the replay runs once per opening.
 _SINCE = (
-    select(Notification)
+    select(
+        Notification.id,
+        Notification.user_id,
+        Notification.seq,
+        Notification.type,
+        Notification.title,
+        Notification.body,
+        Notification.url,
+        Notification.data,
+        Notification.created_at,
+        Notification.expires_at,
+        Notification.actor_id,
+        User.name.label("actor_name"),
+        Notification.seen_at,
+        Notification.read_at,
+        Notification.obsolete_at,
+        Notification.archived_at,
+    )
+    .outerjoin(User, User.id == Notification.actor_id)
     .where(Notification.user_id == bindparam("user_id"), Notification.seq > bindparam("after_seq"))
     .order_by(Notification.seq)
     .limit(bindparam("limit", type_=Integer))

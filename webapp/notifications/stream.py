@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webapp import metrics
 from webapp.notifications.delivered import DeliveredLive
-from webapp.notifications.models import Notification
-from webapp.notifications.services import InboxState, NotificationService, notification_json
+from webapp.notifications.services import InboxState, NotificationData, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
 from webapp.realtime.protocol import (
     ArchiveMessage,
@@ -185,7 +184,7 @@ class InboxStream:
         async for event in self._count(state):
             yield event
 
-    async def _opening_read(self, service: NotificationService) -> tuple[InboxState, list[Notification]]:
+    async def _opening_read(self, service: NotificationService) -> tuple[InboxState, list[NotificationData]]:
         """The state and the first batch of what the client missed, in one session: in a reconnect
         storm every opening's reads are the cost. A client that missed nothing reads no rows."""
         state = await service.state(self.user_id)
@@ -223,7 +222,7 @@ class InboxStream:
             if len(rows) < REPLAY_BATCH:
                 return
 
-    def _replayed(self, rows: list[Notification]) -> Iterator[StreamEvent]:
+    def _replayed(self, rows: list[NotificationData]) -> Iterator[StreamEvent]:
         for row in rows:
             self.sent_seq = row.seq
             # Archived while the client was away: put away already, nothing to show or toast.

@@ -16,7 +16,7 @@ from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.bookings.reminder_models import Reminder
 from webapp.events.models import Event
-from webapp.notifications.services import CreatedNotification, NewNotification, NotificationService
+from webapp.notifications.services import NewNotification, NotificationData, NotificationService
 from webapp.timeutil import format_in_zone
 
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claimed reminder whose worker died is claimed again
@@ -79,7 +79,7 @@ class ReminderService:
             )
         return ids
 
-    async def send(self, reminder_id: int, now: datetime) -> CreatedNotification | None:
+    async def send(self, reminder_id: int, now: datetime) -> NotificationData | None:
         """The actor's work: re-check everything, then notify once."""
         reminder = await self.session.get(Reminder, reminder_id, with_for_update=True)
         if reminder is None or reminder.sent_at is not None:
