@@ -212,19 +212,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
             embedded.start()
         # This process's figures for the operations page, with the deployment-wide ones (outbox
         # lag, the job queues) that only the web app and the broker together can read.
-        app.state.ops_sampler = OpsSampler(
+        ops_sampler = OpsSampler(
             "web",
             app.state.sessionmaker,
             settings.ops_sample_seconds,
             reader_sessionmaker=app.state.reader_sessionmaker,
             broker_backlog=broker_backlog,
         )
-        await app.state.ops_sampler.start()
+        app.state.ops_sampler = ops_sampler
+        await ops_sampler.start()
         app.state.recent_samples = RecentSamples()  # what the page read last time, so it reads only what is new
         try:
             yield
         finally:
-            await app.state.ops_sampler.stop()
+            # What this lifespan started, not what app.state holds now: tests run a second
+            # lifespan of the same app (a second test client), which replaces the state's objects.
+            await ops_sampler.stop()
             if embedded:
                 await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
                 await embedded.finish_ticks()
