@@ -26,6 +26,7 @@ from litestar.response import Redirect
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp.long_lived import LONG_LIVED
+from webapp.probes import is_probe
 
 FLASH_COOKIE = "tidings_flash"
 FLASH_MAX_AGE_SECONDS = 60  # the redirect is followed at once; an unfollowed one goes stale
@@ -75,6 +76,7 @@ class FlashMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
     exclude_opt_key = LONG_LIVED
+    should_bypass_for_scope = staticmethod(is_probe)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         taken: list[bool] = []

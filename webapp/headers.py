@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
 # No inline script or style anywhere: every script is a file under /static (htmx evaluates no
@@ -50,15 +49,18 @@ def served_headers(production: bool) -> dict[str, str]:
 
 
 def security_headers(production: bool) -> Callable[[Message, Scope], Awaitable[None]]:
-    """A `before_send` hook that adds the headers to every HTTP answer that does not set its own."""
-    headers = served_headers(production)
+    """A `before_send` hook that adds the headers to every HTTP answer that does not set its own.
+    It works on the message's raw header list: every answer passes here, and a lookup through
+    Litestar's header view decodes the whole list once per name (a fifth of a probe's CPU)."""
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in served_headers(production).items()]
 
     async def add_security_headers(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        present = MutableScopeHeaders.from_message(message)
-        for name, value in headers.items():
-            if name not in present:
-                present[name] = value
+        sent = message.get("headers", [])
+        present = {name.lower() for name, _ in sent}
+        missing = [header for header in encoded if header[0] not in present]
+        if missing:
+            message["headers"] = [*sent, *missing]
 
     return add_security_headers

@@ -23,6 +23,7 @@ from litestar.exceptions import ClientException, ValidationException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from webapp.probes import PROBE
 from webapp.validation import MAX_JSON_DEPTH, json_depth
 
 NUL_MESSAGE = "Text may not contain NUL characters."
@@ -31,6 +32,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 class RequestGuardMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
+    exclude_opt_key = PROBE  # a probe reads nothing of the request
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if "\x00" in scope["path"]:

@@ -21,6 +21,7 @@ from litestar.utils.scope.state import CONNECTION_STATE_KEY, ScopeState
 
 from webapp.http import RETRY_REQUESTED
 from webapp.long_lived import LONG_LIVED
+from webapp.probes import is_probe
 
 MAX_ATTEMPTS = 4
 BASE_DELAY_SECONDS = 0.02
@@ -31,7 +32,7 @@ class RetryConflictsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["route_handler"].opt.get(LONG_LIVED):
+        if scope["type"] != ScopeType.HTTP or scope["route_handler"].opt.get(LONG_LIVED) or is_probe(scope):
             await self.app(scope, receive, send)
             return
         # Read the body once; Litestar keeps it in the connection state every attempt starts from.

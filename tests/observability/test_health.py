@@ -72,3 +72,20 @@ def test_the_image_and_compose_probe_readiness() -> None:
     for name in ("web1", "web2"):
         test = " ".join(services[name]["healthcheck"]["test"])
         assert "/health/ready" in test, name
+
+
+async def test_live_reads_no_session_and_sets_no_cookie(settings: Settings, refused_port: int) -> None:
+    """A probe is not a visit: a browser's cookies on it are not looked at, so a refresh cookie
+    neither rotates a session nor needs the database, and no CSRF cookie is handed out."""
+    down = dataclasses.replace(
+        settings, database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{refused_port}/tidings", redis_url=None
+    )
+    for app_settings in (settings, down):
+        async with AsyncTestClient(create_app(app_settings), base_url="http://127.0.0.1:8000") as client:
+            client.cookies.set("tidings_refresh", "not-a-refresh-token")
+            for path in ("/health/live", "/healthz"):
+                live = await client.get(path)
+                assert live.status_code == 200, (path, live.text)
+                assert "set-cookie" not in live.headers, (path, live.headers)
+                assert live.headers["x-request-id"]
+                assert live.headers["x-content-type-options"] == "nosniff"  # still an answer of the app's

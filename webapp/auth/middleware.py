@@ -29,6 +29,7 @@ from webapp.auth.services import SessionService, SessionTokens
 from webapp.auth.tokens import AccessClaims, decode_access_token
 from webapp.logs import bind_user
 from webapp.long_lived import LONG_LIVED
+from webapp.probes import PROBE, is_probe
 from webapp.settings import Settings
 
 ACCESS_COOKIE = "tidings_access"
@@ -55,6 +56,7 @@ def session_cookies(settings: Settings, tokens: SessionTokens | None) -> list[Co
 
 class SessionAuthMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+    exclude_opt_key = PROBE  # anonymous by definition: its cookies are not looked at
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         state = scope["litestar_app"].state
@@ -144,7 +146,7 @@ class SessionCSRFMiddleware(CSRFMiddleware):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
-            if scope["route_handler"].opt.get(LONG_LIVED):  # a stream: a GET with nothing to protect
+            if scope["route_handler"].opt.get(LONG_LIVED) or is_probe(scope):  # GETs with nothing to protect
                 await self.app(scope, receive, send)
                 return
             headers = Headers.from_scope(scope)

@@ -15,6 +15,7 @@ from litestar import Request, Response, get
 from sqlalchemy import text
 
 from webapp import metrics
+from webapp.probes import PROBE
 
 log = logging.getLogger("tidings.health")
 
@@ -22,7 +23,7 @@ log = logging.getLogger("tidings.health")
 READY_TIMEOUT_SECONDS = 2.0
 
 
-@get(["/health/live", "/healthz"], include_in_schema=False, cache_control=None)
+@get(["/health/live", "/healthz"], include_in_schema=False, cache_control=None, opt={PROBE: True})
 async def live() -> dict[str, str]:
     return {"status": "ok"}
 
