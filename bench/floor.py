@@ -4,7 +4,10 @@
 then a heartbeat comment every HEARTBEAT seconds. Served by uvicorn with uvloop and httptools,
 as `tidings serve` is.
 
-    .venv/bin/python -m bench.floor --port 8100
+With `--litestar`, the same `/hello` as a one-route Litestar app without middleware: the least the
+framework Tidings is built on costs per request, so a figure can be read against both.
+
+    .venv/bin/python -m bench.floor --port 8100 [--litestar]
 """
 
 from __future__ import annotations
@@ -43,13 +46,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"{}"})
 
 
+def litestar_app() -> Any:
+    from litestar import Litestar, get
+
+    @get("/hello", cache_control=None)
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    return Litestar([hello], debug=False)
+
+
 def main() -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--litestar", action="store_true", help="serve /hello through a bare Litestar app")
     args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning")
+    served = litestar_app() if args.litestar else app
+    uvicorn.run(served, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning")
 
 
 if __name__ == "__main__":

@@ -163,12 +163,11 @@ def bearer(user_id: int) -> dict[str, str]:
 
 
 class Floor:
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, litestar: bool = False) -> None:
         self.port = free_port()
+        command = [sys.executable, "-m", "bench.floor", "--port", str(self.port), *(["--litestar"] if litestar else [])]
         with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.floor", "--port", str(self.port)], cwd=ROOT, stdout=out, stderr=out
-            )
+            self.process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=out)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -411,6 +410,15 @@ def measure(url: str, size: Size, folder: Path) -> None:
             reads.append(cpu)
         health = throughput("Tidings /healthz", app_pid, tidings.port, "/healthz", {}, size)
         row("healthz req/s", health[0], hello[0], ">= 0.3x floor hello", health[0] >= 0.3 * hello[0])
+        # What the framework alone costs, in the same run: the part of every figure no change to
+        # Tidings' own code can remove.
+        litestar = Floor(folder / "litestar.log", litestar=True)
+        try:
+            framework = throughput("Litestar's own /hello", litestar.process.pid, litestar.port, "/hello", {}, size)
+        finally:
+            litestar.stop()
+        row("Litestar's own hello req/s (reference)", framework[0], hello[0], "-", None)
+        row("healthz req/s against Litestar's own hello", health[0], framework[0], "-", None)
 
         marks = client(
             "Tidings mark-as-read",

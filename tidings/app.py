@@ -76,7 +76,7 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | Non
 async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
     """Pages show the signed-in user's name and the bell with the unread count and the seq they
     were rendered at: both are read here, in one session. A user without a row is signed out."""
-    path = request.url.path
+    path = request.scope["path"]  # not request.url, which parses the whole URL on every request
     caller = request.scope.get("user")  # unset on paths no route matched
     if caller is None or path.startswith(("/api/", "/static/")) or path.endswith("/stream") or path == "/sw.js":
         return

@@ -42,6 +42,9 @@ async def list_head_with_get(message: Message, scope: Scope) -> None:
     only HTTP methods (a WebSocket route's 405 would otherwise say "websocket")."""
     if message["type"] != "http.response.start":
         return
+    # Most answers have no Allow: a plain scan is cheaper than the header view, on every answer.
+    if not any(name.lower() == b"allow" for name, _ in message.get("headers", ())):
+        return
     headers = MutableScopeHeaders.from_message(message)
     allow = headers.get("allow")
     if allow is None:

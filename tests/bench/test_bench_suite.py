@@ -14,6 +14,8 @@ ROWS = [
     "API read req/s (1,000 notifications)",
     "API read server CPU ms/req (1,000)",
     "healthz req/s",
+    "Litestar's own hello req/s (reference)",
+    "healthz req/s against Litestar's own hello",
     "stream opens/s (200)",
     "stream opens per server CPU-s (200)",
     "streams refused or dropped (200)",

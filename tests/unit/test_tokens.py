@@ -53,3 +53,22 @@ def test_tokens_without_a_session_or_with_a_non_string_one_are_refused():
     for sid in (5, None, "", ["a"]):
         assert decode_access_token(jwt.encode({**base, "sid": sid}, KEY, algorithm=ALGORITHM), KEY) is None
     assert decode_access_token(jwt.encode({**base, "sid": "abc"}, KEY, algorithm=ALGORITHM), KEY) is not None
+
+
+def test_a_token_is_verified_once_and_its_expiry_judged_at_every_use(monkeypatch):
+    """Every authenticated request and stream opening checks its token: the signature and claims
+    of one already verified are remembered, its expiry is not (issue 12: the cost of a request)."""
+    token = issue_access_token(7, KEY, timedelta(minutes=15), "family-7")
+    decodes = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: decodes.append(1) or real_decode(*args, **kwargs))
+    first = decode_access_token(token, KEY)
+    again = decode_access_token(token, KEY)
+    assert first is not None and again == first
+    assert len(decodes) == 1
+    assert decode_access_token(token, "another-key-entirely-0123456789abcdef") is None  # the key is part of it
+    later = first.expires_at + timedelta(seconds=1)
+    monkeypatch.setattr("webapp.auth.tokens.utcnow", lambda: later)
+    assert decode_access_token(token, KEY) is None
+    monkeypatch.setattr("webapp.auth.tokens.utcnow", lambda: first.expires_at)
+    assert decode_access_token(token, KEY) is None  # expired at its exp, as PyJWT judges it
