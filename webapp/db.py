@@ -100,10 +100,16 @@ def create_reader_engine(engine: AsyncEngine, database_url: str, timeouts: Datab
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+# Below the idle timeouts of common NATs and load balancers (4 minutes and more), so none of them
+# silently drops a pooled connection; a reconnect every 3 minutes per connection costs nothing.
+POOL_RECYCLE_SECONDS = 180
+
+
 def _postgresql_engine(database_url: str, timeouts: DatabaseTimeouts, **kwargs: Any) -> AsyncEngine:
     statement_ms = str(int(timeouts.statement_seconds * 1000))
     engine = create_async_engine(
         database_url,
+        pool_recycle=POOL_RECYCLE_SECONDS,
         pool_timeout=timeouts.connect_seconds,
         connect_args={
             "timeout": timeouts.connect_seconds,
@@ -122,9 +128,11 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) ->
     """A pooled connection the server closed (a restart, a failover, pg_terminate_backend) is
     replaced at checkout, as SQLAlchemy's pool does when a checkout listener raises this. The
     driver learns of the close when the server's goodbye arrives on the idle socket, so this asks
-    it without a round trip: `pool_pre_ping` sent one with every checkout, 13 % of an API read's
-    CPU on PostgreSQL (py-spy, bench/run.py). A server that vanished without a goodbye is caught
-    by the statement's timeout either way."""
+    it without a round trip: `pool_pre_ping` began a transaction, pinged and rolled back on every
+    checkout, 13 % of an API read's GIL time on PostgreSQL (py-spy, bench/run.py). A connection
+    cut without a goodbye (a NAT or load balancer forgetting an idle one) is not seen here: the
+    pool renews every connection after POOL_RECYCLE_SECONDS, below the usual idle cut-offs, and
+    one cut anyway fails its request with a 503 and has the pool renew every connection."""
     if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("the server closed this pooled connection")
 

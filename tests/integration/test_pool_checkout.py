@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -19,6 +20,11 @@ from webapp.settings import DatabaseTimeouts
 POSTGRES = os.environ.get("TIDINGS_TEST_DATABASE_URL", "")
 BASE_URL = POSTGRES if POSTGRES.startswith("postgresql") else "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 POOLED = 4
+
+
+async def scalar(engine: Any, sql: str, pids: list[int]) -> Any:
+    async with engine.connect() as connection:
+        return await connection.scalar(text(sql), {"p": pids})
 
 
 @pytest.fixture
@@ -37,15 +43,15 @@ async def test_connections_the_server_closed_are_replaced_at_checkout(postgres_u
         pids = {(await c.execute(text("SELECT pg_backend_pid()"))).scalar_one() for c in held}
         for connection in held:
             await connection.close()  # back to the pool, alive as far as it knows
-        async with admin.connect() as connection:
-            ended = (
-                await connection.execute(
-                    text("SELECT count(*) FROM pg_stat_activity, pg_terminate_backend(pid) WHERE pid = ANY(:pids)"),
-                    {"pids": list(pids)},
-                )
-            ).scalar_one()
-        assert ended == POOLED
-        await asyncio.sleep(0.2)  # the server's goodbye reaches the idle pooled connections
+        terminate = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid = ANY(:p)"
+        assert await scalar(admin, terminate, list(pids)) == POOLED
+        for _ in range(100):  # until the backends have exited (each poll its own statistics snapshot)
+            if not await scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)", list(pids)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the terminated backends did not exit")
+        await asyncio.sleep(0.1)  # and this loop has read them on the idle pooled connections
 
         for _ in range(POOLED):  # every pooled connection is a dead one: each read is served
             async with reader.connect() as connection:

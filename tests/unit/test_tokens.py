@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import jwt
 
-from webapp.auth.tokens import ALGORITHM, decode_access_token, issue_access_token
+from webapp.auth.tokens import ALGORITHM, _verified, decode_access_token, issue_access_token
 
 KEY = "unit-test-key-that-is-long-enough-0123456789"
 
@@ -72,3 +72,18 @@ def test_a_token_is_verified_once_and_its_expiry_judged_at_every_use(monkeypatch
     assert decode_access_token(token, KEY) is None
     monkeypatch.setattr("webapp.auth.tokens.utcnow", lambda: first.expires_at)
     assert decode_access_token(token, KEY) is None  # expired at its exp, as PyJWT judges it
+
+
+def test_a_refused_token_is_judged_afresh_at_every_use(monkeypatch):
+    """Only tokens that verified are remembered: one refused for a moment (issued by a clock a
+    little ahead of this one) is accepted once it is valid, and garbage never fills the cache."""
+    token = issue_access_token(8, KEY, timedelta(minutes=15), "family-8")
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: (_ for _ in ()).throw(jwt.ImmatureSignatureError()))
+    assert decode_access_token(token, KEY) is None
+    monkeypatch.setattr(jwt, "decode", real_decode)
+    assert decode_access_token(token, KEY) is not None
+    remembered = _verified.cache_info().currsize
+    for n in range(100):
+        assert decode_access_token(f"garbage-{n}" * 50, KEY) is None
+    assert _verified.cache_info().currsize == remembered
