@@ -4,7 +4,7 @@ A route handler marks itself with `opt={PROBE: True}`. The middlewares that serv
 request guard, the session and its refresh, the CSRF cookie, flash, the retry of conflicting
 transactions) then stay out of it: a probe says that the process answers and touches nothing
 else, so a browser's cookies on it neither rotate a session nor need the database. Without them
-the probe costs a quarter of the CPU it did (issue 12: `/healthz` against the floor's hello).
+the probe costs half the CPU it did (issue 12: `/healthz` against the floor's hello).
 """
 
 from __future__ import annotations
