@@ -55,6 +55,8 @@ async def test_live_sections_connect_when_the_stream_extension_arrives_late(
         ("/admin/ops", "/admin/ops/stream"),
         ("/admin/announcements", "/admin/announcements/stream"),
     ]:
-        async with page.expect_response(lambda r, stream=stream: r.url.endswith(stream), timeout=LATE_MS + 5_000) as answer:
+        answered = page.expect_response(lambda r, stream=stream: r.url.endswith(stream), timeout=LATE_MS + 5_000)
+        async with answered as answer:
             await page.goto(path)
-        assert (await answer.value).status == 200, f"{path}: its stream answered {(await answer.value).status}"
+        status = (await answer.value).status
+        assert status == 200, f"{path}: its stream answered {status}"
