@@ -136,7 +136,7 @@ def counted_responses(scope: Scope, send: Send) -> Send:
     async def counting(message: Message) -> None:
         if message["type"] == "http.response.start":
             route = scope.get("path_template") or "unmatched"
-            metrics.HTTP_RESPONSES.labels(route, metrics.status_class(message["status"])).inc()
+            metrics.count_response(route, message["status"])
         await send(message)
 
     return counting

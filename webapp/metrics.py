@@ -189,6 +189,19 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
+# Route templates times status classes: a bounded set. `labels()` validates and locks on every
+# call, a tenth of a liveness probe's CPU; the child it returns is the same every time.
+_response_counts: dict[tuple[str, int], Any] = {}
+
+
+def count_response(route: str, status: int) -> None:
+    key = (route, status // 100)
+    child = _response_counts.get(key)
+    if child is None:
+        child = _response_counts.setdefault(key, HTTP_RESPONSES.labels(route, status_class(status)))
+    child.inc()
+
+
 def count_committed(messages: Iterable[Mapping[str, Any]]) -> None:
     """Counts the notifications among the doorbell messages of a committed transaction."""
     by_type: dict[str, int] = {}
