@@ -27,8 +27,8 @@ async def test_a_subscription_never_started_is_released_after_the_grace():
     assert hub.total() == 2
     await wait_for(lambda: hub.total() == 1)  # nobody called count(): the hub released it by itself
     hub.deliver({"type": "new", "user": 7, "seq": 1})
-    assert abandoned.queue.empty()  # no longer rung
-    assert running.queue.qsize() == 1
+    assert abandoned.pending == []  # no longer rung
+    assert len(running.pending) == 1
     assert hub.count(7) == 1
     running.close()
     assert hub.total() == 0
@@ -48,3 +48,33 @@ def test_streams_without_a_subscription_hear_when_the_process_closes_its_streams
     forget()
     hub.broadcast(CLOSE)
     assert heard.count("first") == 1
+
+
+async def test_a_subscription_hands_over_its_messages_in_order_and_waits_for_the_next():
+    hub = Hub()
+    subscription = hub.subscribe(4, 8)
+    subscription.offer({"type": "new", "seq": 1})
+    subscription.offer({"type": "new", "seq": 2})
+    assert await subscription.next(1.0) == {"type": "new", "seq": 1}
+    assert await subscription.next(1.0) == {"type": "new", "seq": 2}
+    assert await subscription.next(0.01) is None  # nothing came within the wait
+    waiting = asyncio.ensure_future(subscription.next(5.0))
+    await asyncio.sleep(0)
+    subscription.offer({"type": "count", "version": 3})
+    assert await asyncio.wait_for(waiting, 1.0) == {"type": "count", "version": 3}
+    assert (subscription.heard_seq, subscription.heard_version) == (2, 3)
+    subscription.close()
+
+
+async def test_a_subscription_that_falls_behind_is_told_to_close_and_hears_nothing_more():
+    from webapp.realtime.doorbell import CLOSE
+
+    hub = Hub()
+    subscription = hub.subscribe(4, 2)
+    for seq in (1, 2, 3):
+        subscription.offer({"type": "new", "seq": seq})
+    assert subscription.overflowed
+    subscription.offer({"type": "new", "seq": 4})
+    assert await subscription.next(1.0) == CLOSE
+    assert await subscription.next(0.01) is None
+    subscription.close()

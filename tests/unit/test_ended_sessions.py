@@ -18,8 +18,8 @@ async def test_a_session_ended_ring_closes_only_that_sessions_streams():
     assert not hub.sessions.is_ended("mine")
     hub.deliver({"type": "session_ended", "user": 7, "session": "mine"})
     assert hub.sessions.is_ended("mine") and not hub.sessions.is_ended("other")
-    assert mine.queue.get_nowait() == SESSION_CLOSED
-    assert other_device.queue.empty()
+    assert mine.pending == [SESSION_CLOSED]
+    assert other_device.pending == []
 
 
 async def test_a_stream_opened_after_its_session_ended_is_closed_at_once():
@@ -27,7 +27,7 @@ async def test_a_stream_opened_after_its_session_ended_is_closed_at_once():
     hub.sessions.end("gone")
     late = hub.subscribe(3, 8, "gone")
     await asyncio.sleep(0)  # the callback runs on the loop
-    assert late.queue.get_nowait() == SESSION_CLOSED
+    assert late.pending == [SESSION_CLOSED]
 
 
 async def test_entries_are_forgotten_once_every_token_of_the_session_has_expired():
@@ -44,7 +44,7 @@ async def test_a_closed_subscription_stops_watching_its_session():
     await asyncio.sleep(0.05)
     assert hub.total() == 0 and abandoned.unwatch_session is None
     hub.sessions.end("s")
-    assert abandoned.queue.empty()
+    assert abandoned.pending == []
 
 
 async def test_the_hub_keeps_the_list_it_was_given_with_its_token_lifetime():
