@@ -10,7 +10,7 @@ ends; each holds one of the user's stream slots.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from litestar import Controller, Request, get
@@ -29,7 +29,7 @@ from webapp.notifications.delivery_reports import (
 from webapp.notifications.stream import stream_deadline
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
-from webapp.web.sse import counted_connection, event_stream
+from webapp.web.sse import counted_stream
 from webapp.web.stream_access import admit, require_stream_user, take_slot, token_deadline
 
 PAGE_REPORTS = 10  # reports a page shows (and keeps current)
@@ -103,14 +103,12 @@ def watch_reports(
         async with state.reader_sessionmaker() as session:
             return await load(DeliveryReports(session))
 
-    async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        async for reports in watch.changes(counted):
-            if reports is None:
-                yield ServerSentEventMessage(data=None, comment="keep-alive")
-            else:
-                yield ServerSentEventMessage(data=report_fragment(request, reports, empty, viewer.timezone))
+    def encode(reports: list[DeliveryCounts] | None) -> ServerSentEventMessage:
+        if reports is None:
+            return ServerSentEventMessage(data=None, comment="keep-alive")
+        return ServerSentEventMessage(data=report_fragment(request, reports, empty, viewer.timezone))
 
-    return event_stream(counted_connection(TRANSPORT, messages(), subscription, lambda: watch.end_reason))
+    return counted_stream(TRANSPORT, watch.changes(counted), encode, subscription, lambda: watch.end_reason)
 
 
 EVENT_EMPTY = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Request, get
 from litestar.response import ServerSentEventMessage, Stream
@@ -23,6 +23,8 @@ Encoder = Callable[[StreamEvent], ServerSentEventMessage]
 # X-Accel-Buffering): each message must reach the browser when it is written.
 HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 RETRY_MS = 2000
+CONNECTED = ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS).encode()
+Event = TypeVar("Event")
 
 # The named events of the API stream, by kind of stream event, with what each carries: the
 # encoder below sends these names and the OpenAPI description lists them (x-sse-events).
@@ -98,33 +100,36 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> Stream:
         reads=state.stream_reads,
     )
 
-    async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        async for event in stream.events():
-            yield encode(event)
-
-    return event_stream(counted_connection(transport, messages(), subscription, lambda: stream.end_reason))
+    return counted_stream(transport, stream.events(), encode, subscription, lambda: stream.end_reason)
 
 
-async def counted_connection(
+def counted_stream(
     transport: str,
-    messages: AsyncIterator[ServerSentEventMessage],
+    events: AsyncIterator[Event],
+    encode: Callable[[Event], ServerSentEventMessage],
     subscription: Subscription,
     end_reason: Callable[[], str],
-) -> AsyncIterator[ServerSentEventMessage]:
-    """A stream's body: counted open while it runs, its doorbell slot freed when it ends.
+) -> Stream:
+    """A stream of `events`, encoded as they come, counted open while it runs, its doorbell slot
+    freed when it ends. One generator around the events: each layer of generators was kept alive
+    by every idle stream (bench/run.py's memory per stream).
 
     A client that leaves before the body starts means this generator never runs, so its `finally`
     never does: the hub then frees the never-started slot after a short grace."""
-    metrics.CONNECTIONS_OPENED.labels(transport).inc()
-    metrics.CONNECTIONS_OPEN.labels(transport).inc()
-    try:
-        yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
-        async for message in messages:
-            yield message
-    finally:
-        subscription.close()
-        metrics.CONNECTIONS_OPEN.labels(transport).dec()
-        metrics.CONNECTIONS_CLOSED.labels(transport, end_reason()).inc()
+
+    async def body() -> AsyncIterator[bytes]:
+        metrics.CONNECTIONS_OPENED.labels(transport).inc()
+        metrics.CONNECTIONS_OPEN.labels(transport).inc()
+        try:
+            yield CONNECTED
+            async for event in events:
+                yield encode(event).encode()
+        finally:
+            subscription.close()
+            metrics.CONNECTIONS_OPEN.labels(transport).dec()
+            metrics.CONNECTIONS_CLOSED.labels(transport, end_reason()).inc()
+
+    return Stream(body(), media_type="text/event-stream", headers=HEADERS)
 
 
 @get(
