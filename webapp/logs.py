@@ -44,7 +44,8 @@ class _FreshRequestIds:
     """32 hex characters: a random prefix per process and a counter. An id ties log lines
     together and need not be secret, only unique; a uuid4 per request read the system's random
     source each time, a sixth of a liveness probe's CPU (issue 12). A forked process draws a
-    prefix of its own."""
+    prefix of its own. An id tells which process answered and how many it had answered; a
+    client could guess the next ids and send them itself, which mixes nothing but log lines."""
 
     def __init__(self) -> None:
         self.renew()

@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from playwright.async_api import Route
+from playwright.async_api import Route, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.e2e.conftest import ContextFactory
-from tests.e2e.notifications_helpers import ApiClient, make_admin, sign_in
+from tests.e2e.notifications_helpers import ApiClient, StreamRequests, make_admin, sign_in
 
 LATE_MS = 1_000
 
@@ -60,3 +60,23 @@ async def test_live_sections_connect_when_the_stream_extension_arrives_late(
             await page.goto(path)
         status = (await answer.value).status
         assert status == 200, f"{path}: its stream answered {status}"
+
+
+async def test_a_tab_opens_its_inbox_stream_once_when_a_later_script_arrives_late(
+    new_context: ContextFactory, base_url: str
+) -> None:
+    """The preferences page loads push.js after notifications.js. While it is on its way htmx has
+    not started (it starts when every deferred script has run), and the tab may already have won
+    its stream: the stream must then wait for htmx, not be connected by the tab and again by
+    htmx's first pass over the page."""
+    person = await ApiClient(base_url).register("late-push@example.com", "Pia Push")
+    context = await new_context()
+    await sign_in(context, base_url, person)
+    await context.route("**/static/js/push.js", arrive_late)
+    streams = StreamRequests(context)
+    page = await context.new_page()
+    await page.goto("/preferences")
+    await expect(page.locator("#notif-stream")).to_have_count(1)
+    await page.wait_for_timeout(LATE_MS + 1_500)  # any second connection would have been asked for
+    assert len(streams.requested) == 1, f"one tab asked for {len(streams.requested)} streams"
+    assert len(streams.open()) == 1

@@ -27,8 +27,10 @@ def test_a_forked_process_makes_ids_of_its_own() -> None:
     reader, writer = os.pipe()
     child = os.fork()
     if child == 0:  # the child: report its next ids and leave without running any cleanup
-        os.write(writer, " ".join(new_request_id(None) for _ in range(100)).encode())
-        os._exit(0)
+        try:
+            os.write(writer, " ".join(new_request_id(None) for _ in range(100)).encode())
+        finally:
+            os._exit(0)
     os.close(writer)
     with os.fdopen(reader) as pipe:
         childs = set(pipe.read().split())

@@ -88,8 +88,7 @@ class Subscription:
         if not self.pending:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own, one
-                # more task per message on every stream.
+                # asyncio.timeout: a deadline on this task, nothing more to schedule per message.
                 async with asyncio.timeout(wait_seconds):
                     await self._waiter
             except TimeoutError:

@@ -24,7 +24,7 @@ Encoder = Callable[[StreamEvent], ServerSentEventMessage]
 HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 RETRY_MS = 2000
 CONNECTED = ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS).encode()
-Event = TypeVar("Event")
+Item = TypeVar("Item")
 
 # The named events of the API stream, by kind of stream event, with what each carries: the
 # encoder below sends these names and the OpenAPI description lists them (x-sse-events).
@@ -105,8 +105,8 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> Stream:
 
 def counted_stream(
     transport: str,
-    events: AsyncIterator[Event],
-    encode: Callable[[Event], ServerSentEventMessage],
+    events: AsyncIterator[Item],
+    encode: Callable[[Item], ServerSentEventMessage],
     subscription: Subscription,
     end_reason: Callable[[], str],
 ) -> Stream:
