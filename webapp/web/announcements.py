@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.response import Stream, Template
+from litestar.response import Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from webapp.flash import flash_redirect
 from webapp.http import DbSession, require_admin, retry_headers, signed_in_user
 from webapp.notifications.announcements import AnnouncementService
 from webapp.notifications.delivery_reports import DeliveryReports
+from webapp.sse_response import EventStreamResponse
 from webapp.web.deliveries import EVERYONE_EMPTY, PAGE_REPORTS, TRANSPORT, watch_reports
 from webapp.web.stream_access import require_stream_user
 
@@ -76,7 +77,7 @@ class AdminAnnouncementPages(Controller):
 @get(
     f"{PATH}/stream", guards=[require_stream_user, require_admin], opt={"transport": TRANSPORT}, include_in_schema=False
 )
-async def announcement_reports_stream(request: Request[Any, Any, Any]) -> Stream:
+async def announcement_reports_stream(request: Request[Any, Any, Any]) -> EventStreamResponse:
     """The latest announcements to everyone, live, for admins."""
     admin = await signed_in_user(request)  # read by the guard already
     return watch_reports(request, admin, lambda reports: reports.to_everyone(PAGE_REPORTS), EVERYONE_EMPTY)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.response import ServerSentEventMessage, Stream
+from litestar.response import ServerSentEventMessage
 
 from webapp.auth.models import User
 from webapp.http import DbSession, PageCursor, PageLimit, RowId, require_user, session_of, signed_in_user
@@ -29,6 +29,7 @@ from webapp.notifications.delivery_reports import (
 from webapp.notifications.stream import stream_deadline
 from webapp.openapi import api_doc
 from webapp.pagination import DEFAULT_PAGE_SIZE
+from webapp.sse_response import EventStreamResponse
 from webapp.web.sse import counted_stream
 from webapp.web.stream_access import admit, require_stream_user, take_slot, token_deadline
 
@@ -83,7 +84,7 @@ def watch_reports(
     viewer: User,
     load: Callable[[DeliveryReports], Awaitable[list[DeliveryCounts]]],
     empty: str,
-) -> Stream:
+) -> EventStreamResponse:
     """A stream of the reports `load` counts, for a viewer already allowed to see them (times in
     the viewer's zone)."""
     state = request.app.state
@@ -123,7 +124,7 @@ EVERYONE_EMPTY = "No announcements to everyone yet."
     opt={"transport": TRANSPORT, LONG_LIVED: True},
     include_in_schema=False,
 )
-async def event_reports_stream(request: Request[Any, Any, Any], event_id: RowId) -> Stream:
+async def event_reports_stream(request: Request[Any, Any, Any], event_id: RowId) -> EventStreamResponse:
     """The event's reports, live, for its organizer and admins (anyone else: 404)."""
     viewer = await signed_in_user(request)
     async with request.app.state.reader_sessionmaker() as session:  # not the request's: it would last as long

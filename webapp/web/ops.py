@@ -19,13 +19,14 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.exceptions import PermissionDeniedException
-from litestar.response import ServerSentEventMessage, Stream, Template
+from litestar.response import ServerSentEventMessage, Template
 
 from webapp.db import utcnow
 from webapp.http import DbSession, require_admin, session_of, signed_in_user
 from webapp.long_lived import LONG_LIVED
 from webapp.ops.figures import aggregate, read_since
 from webapp.ops.views import OpsView, ops_view
+from webapp.sse_response import EventStreamResponse
 from webapp.web.announcements import announcement_panel
 from webapp.web.sse import RETRY_MS, event_stream
 from webapp.web.stream_access import origin_allowed, token_deadline
@@ -53,7 +54,7 @@ async def ops_page(request: Request[Any, Any, Any], db_session: DbSession) -> Te
 
 
 @get("/admin/ops/stream", guards=[require_admin], opt={LONG_LIVED: True}, include_in_schema=False)
-async def ops_stream(request: Request[Any, Any, Any]) -> Stream:
+async def ops_stream(request: Request[Any, Any, Any]) -> EventStreamResponse:
     state = request.app.state
     settings = state.settings
     if not origin_allowed(request, settings):

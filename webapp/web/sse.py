@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 from litestar import Request, get
-from litestar.response import ServerSentEventMessage, Stream
+from litestar.response import ServerSentEventMessage
 
 from webapp import metrics
 from webapp.http import session_of, signed_in_user
@@ -16,12 +16,10 @@ from webapp.notifications.stream import InboxStream, StreamEvent
 from webapp.notifications.views import render_item
 from webapp.openapi import api_doc
 from webapp.realtime.doorbell import Subscription
+from webapp.sse_response import EventStreamResponse
 from webapp.web.stream_access import admit, parse_last_seq, require_stream_user, take_slot, token_deadline
 
 Encoder = Callable[[StreamEvent], ServerSentEventMessage]
-# No caching or transforming on the way, and no buffering in a reverse proxy (nginx reads
-# X-Accel-Buffering): each message must reach the browser when it is written.
-HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 RETRY_MS = 2000
 CONNECTED = ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS).encode()
 Item = TypeVar("Item")
@@ -67,7 +65,7 @@ def page_encoder(timezone: str, environment: Any) -> Encoder:
     return encode
 
 
-def event_stream(messages: AsyncIterator[ServerSentEventMessage]) -> Stream:
+def event_stream(messages: AsyncIterator[ServerSentEventMessage]) -> EventStreamResponse:
     """A `text/event-stream` response whose body is the messages, encoded as they come. Litestar's
     own ServerSentEvent pulls its leading lines through a worker thread first: a thread hop on
     every stream opening (bench/run.py's profile)."""
@@ -76,10 +74,10 @@ def event_stream(messages: AsyncIterator[ServerSentEventMessage]) -> Stream:
         async for message in messages:
             yield message.encode()
 
-    return Stream(body(), media_type="text/event-stream", headers=HEADERS)
+    return EventStreamResponse(body())
 
 
-def _open(request: Request[Any, Any, Any], encode: Encoder) -> Stream:
+def _open(request: Request[Any, Any, Any], encode: Encoder) -> EventStreamResponse:
     state = request.app.state
     transport = request.route_handler.opt["transport"]
     user = admit(request, state.settings, transport)
@@ -109,7 +107,7 @@ def counted_stream(
     encode: Callable[[Item], ServerSentEventMessage],
     subscription: Subscription,
     end_reason: Callable[[], str],
-) -> Stream:
+) -> EventStreamResponse:
     """A stream of `events`, encoded as they come, counted open while it runs, its doorbell slot
     freed when it ends. One generator around the events: each layer of generators was kept alive
     by every idle stream (bench/run.py's memory per stream).
@@ -129,7 +127,7 @@ def counted_stream(
             metrics.CONNECTIONS_OPEN.labels(transport).dec()
             metrics.CONNECTIONS_CLOSED.labels(transport, end_reason()).inc()
 
-    return Stream(body(), media_type="text/event-stream", headers=HEADERS)
+    return EventStreamResponse(body())
 
 
 @get(
@@ -138,7 +136,7 @@ def counted_stream(
     opt={"transport": "sse_html", LONG_LIVED: True},
     include_in_schema=False,
 )
-async def page_stream(request: Request[Any, Any, Any]) -> Stream:
+async def page_stream(request: Request[Any, Any, Any]) -> EventStreamResponse:
     environment = request.app.template_engine.engine  # type: ignore[union-attr]
     timezone = (await signed_in_user(request)).timezone  # items are rendered in the user's zone
     return _open(request, page_encoder(timezone, environment))
@@ -151,7 +149,7 @@ async def page_stream(request: Request[Any, Any, Any]) -> Stream:
     tags=["notifications"],
     **api_doc("Stream notifications as Server-Sent Events", 403, 429, auth=True, events=dict(API_EVENTS.values())),
 )
-async def api_stream(request: Request[Any, Any, Any]) -> Stream:
+async def api_stream(request: Request[Any, Any, Any]) -> EventStreamResponse:
     """Replays what came after `Last-Event-ID` (or `?last_event_id=` on a first connect), then
     sends live. Heartbeat comments keep proxies open; the stream ends at the token's expiry and
     the client reconnects. 403: an `Origin` not in ALLOWED_ORIGINS; 429: too many open streams."""
