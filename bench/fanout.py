@@ -33,6 +33,7 @@ from tests.crowd import seed_crowd
 from tests.services import throwaway_postgres_database
 from tidings.cli import upgrade_database
 from webapp.bookings.models import Booking, BookingAttendee
+from webapp.collector import collect_less_often
 from webapp.db import create_engine, create_sessionmaker
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
@@ -163,6 +164,7 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL; a throw-away database is made on that server")
     parser.add_argument("--no-naive", action="store_true", help="skip the (slow) naive reference")
     args = parser.parse_args()
+    collect_less_often()  # as the web and jobs processes do
     broker = dramatiq.get_broker()
     broker.add_middleware(Clock(), before=next(type(m) for m in broker.middleware if type(m).__name__ == "Retries"))
     if args.postgres:

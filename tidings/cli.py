@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import gc
 import getpass
 import os
 import socket
@@ -69,6 +68,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from tidings.app import create_app
+    from webapp.collector import collect_less_often
     from webapp.logs import uvicorn_log_config
     from webapp.realtime.shutdown import StreamClosingServer
 
@@ -87,11 +87,7 @@ def serve(args: argparse.Namespace) -> None:
         forwarded_allow_ips=[str(network) for network in settings.trusted_proxies.networks],
         timeout_graceful_shutdown=5,
     )
-    # Thousands of open streams keep a large heap alive, and the cyclic collector's passes over the
-    # older generations walk all of it. With Python's default thresholds (700, 10, 10) a broadcast
-    # to 10,000 open streams spent a third of its time collecting (bench/run.py: p95 4.5 -> 3.0 s);
-    # the youngest generation is now collected every 100,000 allocations, the older ones less often.
-    gc.set_threshold(100_000, 50, 100)
+    collect_less_often()  # thousands of open streams keep a large heap alive (webapp.collector)
     StreamClosingServer(config, app).run(sockets=[listener])
 
 
