@@ -30,6 +30,7 @@ from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
 from webapp.bookings.payment_models import Payment
 from webapp.bookings.services import EVENT_CANCELLED
+from webapp.db import among
 from webapp.deliveries.services import DeliveryReportService, event_change_key
 from webapp.events.models import Event, EventChange
 from webapp.notifications import announcements
@@ -78,7 +79,9 @@ def send_chunks(session: Any, actor: dramatiq.Actor[Any, Any], user_ids: Sequenc
 
 async def _users(session: Any, user_ids: Sequence[int]) -> list[Any]:
     """Recipients' ids and time zones (rows, not ORM objects: a chunk has a thousand)."""
-    return list(await session.execute(select(User.id, User.timezone).where(User.id.in_(user_ids)).order_by(User.id)))
+    return list(
+        await session.execute(select(User.id, User.timezone).where(among(session, User.id, user_ids)).order_by(User.id))
+    )
 
 
 # ---- event updated / cancelled -------------------------------------------------------------
@@ -203,7 +206,7 @@ async def _show_confirmations_cancelled(session: Any, event_id: int, user_ids: S
     booker's own cancellation does (jobs.bookings.send_booking_cancelled)."""
     confirmations = await session.scalars(
         select(Notification).where(
-            Notification.user_id.in_(user_ids),
+            among(session, Notification.user_id, user_ids),
             Notification.type == "booking_confirmed",
             Notification.subject_kind == "booking",
             Notification.subject_id.in_(
@@ -225,7 +228,7 @@ async def _what_became_of_the_money(session: Any, event_id: int, user_ids: Seque
             Booking.event_id == event_id,
             Booking.cancel_reason == EVENT_CANCELLED,
             Booking.amount_cents > 0,
-            Booking.user_id.in_(user_ids),
+            among(session, Booking.user_id, user_ids),
         )
     )
     told = {}

@@ -13,10 +13,11 @@ A database that hangs answers a request with 503 within a few seconds instead of
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, TypeDecorator, any_, event, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
@@ -203,6 +204,17 @@ def _configure_sqlite(engine: AsyncEngine, begin: str | None, timeouts: Database
 def on_postgresql(session: AsyncSession) -> bool:
     """Whether the session talks to PostgreSQL (else SQLite, the only other database here)."""
     return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def among(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`. On PostgreSQL as `column = ANY(:values)`, one bound array: `IN` renders
+    a typed parameter per value into the statement on every execution (a third of a fan-out's
+    SQLAlchemy time for chunks of 1,000), and each length of list makes a new statement that the
+    driver prepares again (bench/fanout.py, bench/preferences_plan.py)."""
+    values = list(values)
+    if on_postgresql(session):
+        return column == any_(literal(values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def insert_on_conflict(session: AsyncSession) -> Any:

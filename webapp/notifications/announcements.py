@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
 from webapp.bookings.models import Booking, BookingAttendee
+from webapp.db import among
 from webapp.deliveries.models import DeliveryReport
 from webapp.deliveries.services import DeliveryReportService, announcement_key
 from webapp.errors import Forbidden, NotFound, RateLimited, ValidationFailed
@@ -153,7 +154,7 @@ async def attending_since(
         # with each of the chunk's ids (1 s per 1,000 of a 10,000-seat event; this way 5 ms).
         attendees = (
             select(BookingAttendee.booking_id, BookingAttendee.user_id)
-            .where(BookingAttendee.user_id.in_(user_ids))
+            .where(among(session, BookingAttendee.user_id, user_ids))
             .cte("attendees")
             .prefix_with("MATERIALIZED")
         ).c
@@ -175,7 +176,7 @@ async def _audience_since(
         return await attending_since(session, event_id, user_ids)
     statement = select(User.id, User.created_at).order_by(User.id)
     if user_ids is not None:
-        statement = statement.where(User.id.in_(user_ids))
+        statement = statement.where(among(session, User.id, user_ids))
     return {user_id: created for user_id, created in await session.execute(statement)}
 
 

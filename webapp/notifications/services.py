@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from webapp import metrics
 from webapp.auth.models import User
-from webapp.db import insert_on_conflict, on_postgresql, utcnow
+from webapp.db import among, insert_on_conflict, on_postgresql, utcnow
 from webapp.errors import NotFound, ValidationFailed
 from webapp.notifications.models import (
     BODY_MAX,
@@ -377,7 +377,7 @@ class NotificationService:
             return list(await self.session.scalars(statement))
         found: list[Notification] = []
         for chunk in _chunks(sorted(user_ids)):
-            found.extend(await self.session.scalars(statement.where(Notification.user_id.in_(chunk))))
+            found.extend(await self.session.scalars(statement.where(among(self.session, Notification.user_id, chunk))))
         return found
 
     async def lock_inboxes(self, user_ids: Sequence[int]) -> None:
@@ -401,7 +401,7 @@ class NotificationService:
         for chunk in _chunks(ids):
             await self.session.execute(
                 update(Notification)
-                .where(Notification.id.in_(chunk), Notification.read_at.is_(None))
+                .where(among(self.session, Notification.id, chunk), Notification.read_at.is_(None))
                 .values(read_at=now, obsolete_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -474,7 +474,7 @@ class NotificationService:
             for chunk in _chunks(sorted(ids)):
                 result = await self.session.execute(
                     update(Notification)
-                    .where(Notification.id.in_(chunk), Notification.delivered_at.is_(None))
+                    .where(among(self.session, Notification.id, chunk), Notification.delivered_at.is_(None))
                     .values(delivered_at=moment)
                     .execution_options(synchronize_session=False)
                 )
@@ -653,7 +653,7 @@ class NotificationService:
         for chunk in _chunks(user_ids):
             result = await self.session.execute(
                 select(NotificationCounter.user_id, NotificationCounter.last_seq, NotificationCounter.version)
-                .where(NotificationCounter.user_id.in_(chunk))
+                .where(among(self.session, NotificationCounter.user_id, chunk))
                 .order_by(NotificationCounter.user_id)
                 .with_for_update()
             )
@@ -672,7 +672,9 @@ class NotificationService:
         existing: set[int] = set()
         names: dict[int, str] = {}
         for chunk in _chunks(people):
-            for user_id, name in await self.session.execute(select(User.id, User.name).where(User.id.in_(chunk))):
+            for user_id, name in await self.session.execute(
+                select(User.id, User.name).where(among(self.session, User.id, chunk))
+            ):
                 existing.add(user_id)
                 if user_id in actors:
                     names[user_id] = name
@@ -690,8 +692,8 @@ class NotificationService:
             # Both columns filtered, so the (user_id, dedupe_key) unique index answers it.
             result = await self.session.execute(
                 select(Notification.user_id, Notification.dedupe_key).where(
-                    Notification.user_id.in_({uid for uid, _ in chunk}),
-                    Notification.dedupe_key.in_({key for _, key in chunk}),
+                    among(self.session, Notification.user_id, {uid for uid, _ in chunk}),
+                    among(self.session, Notification.dedupe_key, {key for _, key in chunk}),
                 )
             )
             wanted_here = set(chunk)
@@ -704,7 +706,9 @@ class NotificationService:
         counts = dict.fromkeys(user_ids, 0)
         for chunk in _chunks(user_ids):
             result = await self.session.execute(
-                select(COUNTERS.c.user_id, _bounded_unread_count(now)).where(COUNTERS.c.user_id.in_(chunk))
+                select(COUNTERS.c.user_id, _bounded_unread_count(now)).where(
+                    among(self.session, COUNTERS.c.user_id, chunk)
+                )
             )
             counts.update({uid: count for uid, count in result})
         return counts

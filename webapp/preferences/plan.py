@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from sqlalchemy import Integer, any_, literal, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
-from webapp.db import on_postgresql
+from webapp.db import among
 from webapp.preferences.models import ChannelPreference, EventMute, QuietHours
 from webapp.preferences.quiet_hours import quiet_window_end
 
@@ -130,14 +129,6 @@ async def plan_channels(
             on = defaults if switched_on is None else frozenset(switched_on)
             plans[user_id] = ChannelPlan(on, deferred.get(user_id))
     return plans
-
-
-def among(session: AsyncSession, column: Any, ids: list[int]) -> Any:
-    """`column IN ids`. On PostgreSQL as `= ANY(array)`, one bound array: rendering 900 separate
-    typed parameters took most of the plan's time there (measured: bench/preferences_plan.py)."""
-    if on_postgresql(session):
-        return column == any_(literal(ids, type_=ARRAY(Integer)))
-    return column.in_(ids)
 
 
 def _deferral(
