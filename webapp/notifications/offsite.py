@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Boolean, Integer, String, Table, any_, bindparam, func, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Boolean, String, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
-from webapp.db import UTCDateTime, on_postgresql
+from webapp.db import UTCDateTime, among, on_postgresql
 from webapp.events.models import Event
 from webapp.notifications.models import Notification
 from webapp.notifications.offsite_models import OffsiteDelivery
@@ -72,7 +71,7 @@ async def plan_deliveries(
     starts: dict[int, datetime] = {}
     for i in range(0, len(event_ids), IN_CHUNK):
         chunk = event_ids[i : i + IN_CHUNK]
-        found = await session.execute(select(Event.id, Event.starts_at).where(Event.id.in_(chunk)))
+        found = await session.execute(select(Event.id, Event.starts_at).where(among(session, Event.id, chunk)))
         starts.update({event_id: starts_at for event_id, starts_at in found})
     # Rows that share (channel, digest, due time) are copied from the notifications just inserted
     # by one INSERT … SELECT per IN_CHUNK ids: the database does the per-row work, so a fan-out
@@ -108,18 +107,13 @@ async def plan_deliveries(
     for (channel, digest, due), notification_ids in wanted.items():
         for i in range(0, len(notification_ids), size):
             chunk = notification_ids[i : i + size]
-            among = (
-                Notification.id == any_(bindparam("ids", chunk, type_=ARRAY(Integer)))
-                if postgres
-                else Notification.id.in_(chunk)
-            )
             source = select(
                 Notification.id,
                 Notification.user_id,
                 literal(channel, String),
                 literal(digest, Boolean),
                 literal(due, UTCDateTime),
-            ).where(among)
+            ).where(among(session, Notification.id, chunk))
             await session.execute(insert(OFFSITE).from_select(columns, source))
             written += len(chunk)
     return written
@@ -144,7 +138,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int = CLAIM_USE
         claimed.extend(
             await session.execute(
                 select(OFFSITE.c.id, OFFSITE.c.user_id, OFFSITE.c.channel, OFFSITE.c.notification_id)
-                .where(*due, OFFSITE.c.user_id.in_(users[i : i + IN_CHUNK]))
+                .where(*due, among(session, OFFSITE.c.user_id, users[i : i + IN_CHUNK]))
                 .order_by(OFFSITE.c.id)
                 .with_for_update(skip_locked=True)
             )
