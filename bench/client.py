@@ -198,7 +198,9 @@ async def broadcast(port: int, path: str, header_sets: list[dict[str, str]], wit
     waiting = [asyncio.create_task(wait_for_news(reader)) for reader in live]
     print(json.dumps({"live": len(live), "failed": failed}), flush=True)
     sent_at = float(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
+    cpu_before_news = cpu_seconds()
     await asyncio.wait(waiting, timeout=within)
+    news_cpu = cpu_seconds() - cpu_before_news  # the readings, not the openings before them
     for task in waiting:
         task.cancel()
     for writer in writers:
@@ -210,6 +212,7 @@ async def broadcast(port: int, path: str, header_sets: list[dict[str, str]], wit
         "p50": latencies[len(latencies) // 2] if latencies else float("inf"),
         "p95": latencies[int(len(latencies) * 0.95)] if latencies else float("inf"),
         "max": latencies[-1] if latencies else float("inf"),
+        "news_cpu": news_cpu,
     }
 
 

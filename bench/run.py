@@ -349,7 +349,8 @@ def broadcast(port: int, seeded: Seeded, users: list[int], folder: Path) -> dict
     listening.stdin.flush()
     result: dict[str, Any] = json.loads(listening.stdout.readlines()[-1])
     listening.wait(timeout=60)
-    CLIENT_CPU.append((f"Tidings broadcast ({len(users):,})", result["cpu"], result["max"] or 0.0))
+    # While the news arrives only: the CPU of opening the streams is not spent in that time.
+    CLIENT_CPU.append((f"Tidings broadcast ({len(users):,})", result["news_cpu"], result["max"] or 0.0))
     if result["received"] < len(users):
         sys.stderr.write(f"broadcast: {len(users) - result['received']} streams got nothing within 30 s\n")
     return result
