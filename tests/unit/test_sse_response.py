@@ -59,6 +59,16 @@ async def until(condition: Any) -> None:
     raise AssertionError("the condition never held")
 
 
+async def answering_and_waiting() -> tuple[Client, Body, asyncio.Future[None]]:
+    """An answer whose body sent its first chunk and now waits for more."""
+    client, body = Client(), Body(b"first\n\n")
+    answer = asyncio.ensure_future(
+        EventStreamResponse(body.chunks())({"type": "http"}, client.receive, client.send)  # type: ignore[arg-type]
+    )
+    await until(lambda: len(client.bodies()) == 1)
+    return client, body, answer
+
+
 async def test_it_sends_the_event_stream_head_then_each_chunk_then_the_end() -> None:
     client, body = Client(), Body(b": connected\n\n", wait=False)
     await EventStreamResponse(body.chunks())({"type": "http"}, client.receive, client.send)  # type: ignore[arg-type]
@@ -74,11 +84,7 @@ async def test_it_sends_the_event_stream_head_then_each_chunk_then_the_end() -> 
 
 
 async def test_a_client_leaving_ends_the_waiting_body_quietly() -> None:
-    client, body = Client(), Body(b"first\n\n")
-    answer = asyncio.ensure_future(
-        EventStreamResponse(body.chunks())({"type": "http"}, client.receive, client.send)  # type: ignore[arg-type]
-    )
-    await until(lambda: len(client.bodies()) == 1)
+    client, body, answer = await answering_and_waiting()
     client.leave()
     await asyncio.wait_for(answer, 1)  # returns, not cancelled
 
@@ -89,11 +95,7 @@ async def test_a_client_leaving_ends_the_waiting_body_quietly() -> None:
 
 async def test_a_cancellation_from_elsewhere_goes_on() -> None:
     """The server stopping cancels the request's task: that is not swallowed as a client leaving."""
-    client, body = Client(), Body(b"first\n\n")
-    answer = asyncio.ensure_future(
-        EventStreamResponse(body.chunks())({"type": "http"}, client.receive, client.send)  # type: ignore[arg-type]
-    )
-    await until(lambda: len(client.bodies()) == 1)
+    client, body, answer = await answering_and_waiting()
     answer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await answer
