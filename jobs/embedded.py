@@ -42,3 +42,7 @@ class EmbeddedJobs:
         # The jobs in progress end first; their engine is then closed on their loop
         # (runtime.DisposeAtShutdown), and only then does the loop stop.
         self.worker.stop(timeout=SHUTDOWN_GRACE_MS)
+        # The worker's own middleware stays on the process-wide broker after it stops: each app
+        # started again in this process (the test suite starts hundreds) would add another.
+        broker = self.worker.broker
+        broker.middleware[:] = [m for m in broker.middleware if getattr(m, "worker", None) is not self.worker]

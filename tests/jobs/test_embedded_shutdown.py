@@ -85,3 +85,17 @@ async def test_a_job_running_at_shutdown_commits_before_its_loop_stops(settings,
         # Nothing is left holding a lock: this write goes through at once.
         await session.merge(ExpiryWatermark(id=1, told_up_to=utcnow()))
         await session.commit()
+
+
+def test_a_stopped_worker_leaves_nothing_on_the_broker(settings, engine):
+    """Dramatiq's worker puts a middleware of its own on the process-wide broker and never takes
+    it off. Apps started again in one process (the test suite starts hundreds) piled them up:
+    each start warned once per stopped worker, every message's hooks ran through all of them,
+    and a queue declared later got consumers for workers long stopped."""
+    broker = dramatiq.get_broker()
+    before = list(broker.middleware)
+    for _ in range(2):
+        embedded = EmbeddedJobs(settings, create_sessionmaker(engine), run_scheduler=False)
+        embedded.start()
+        embedded.stop()
+        assert broker.middleware == before
