@@ -14,14 +14,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import jobs.dispatch
+from jobs.bookings import send_booking_confirmation
 from jobs.fanout import notify_event_change
 from tests.crowd import UNUSABLE_PASSWORD_HASH
 from tests.services import race_loop_seconds
 from webapp.auth.models import User
 from webapp.bookings.event_changes import EventChangeService
+from webapp.bookings.models import Booking
 from webapp.bookings.services import BookingService
 from webapp.db import utcnow
 from webapp.events.services import EventDetails, EventService
@@ -30,6 +32,7 @@ from webapp.notifications.services import NotificationService
 from webapp.outbox.services import hand_overs_finished, set_dispatcher
 
 run_chunk = inspect.unwrap(notify_event_change.fn)  # the actor's coroutine, run in this test's loop
+send_booking_confirmation_now = inspect.unwrap(send_booking_confirmation.fn)
 ROUNDS = 8
 
 
@@ -195,6 +198,31 @@ async def test_an_update_job_arriving_after_the_cancellation_tells_nothing(maker
     assert unread(await inbox_about(maker, attendee, event_id, "event_updated")) == []
     [told] = unread(await inbox_about(maker, attendee, event_id, "event_cancelled"))
     assert told.title == "Cancelled: Quiz Night"
+
+
+async def test_a_booking_confirmation_whose_job_runs_after_the_cancellation_tells_nothing(
+    maker, fan_outs, jobs_runtime
+):
+    """The cancellation can be told before the confirmation's job runs (a retry, a busy queue):
+    a confirmation of a seat that is gone is not news, and the cancellation is the one unread item."""
+    organizer, event_id, attendee = await event_with_attendee(maker, "late-confirmation")
+    await cancel(maker, organizer, event_id)
+    [cancelled] = fan_outs
+    await run_job(cancelled, [attendee])
+    async with maker() as session:
+        booking_id = await session.scalar(select(Booking.id).where(Booking.event_id == event_id))
+        await session.rollback()
+
+    await send_booking_confirmation_now(booking_id=booking_id)
+
+    async with maker() as session:
+        confirmations = await session.scalar(
+            select(func.count()).where(Notification.user_id == attendee, Notification.type == "booking_confirmed")
+        )
+        state = await NotificationService(session).state(attendee)
+        await session.rollback()
+    assert confirmations == 0
+    assert state.unread_count == 1  # "Cancelled: Quiz Night"
 
 
 async def test_an_update_job_racing_the_cancellation_never_leaves_a_change_unread_after_it(
