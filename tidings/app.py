@@ -46,6 +46,7 @@ from webapp.request_guard import RequestGuardMiddleware
 from webapp.retry import RetryConflictsMiddleware
 from webapp.schema_ui import VendoredSwaggerUI
 from webapp.settings import Settings, get_settings
+from webapp.sse_response import BODY_SEND
 from webapp.validation import MAX_REQUEST_BODY_BYTES
 from webapp.web.announcements import AdminAnnouncementPages, announcement_reports_stream
 from webapp.web.auth import AuthApi, AuthPages
@@ -89,7 +90,8 @@ async def load_inbox_state(request: Request[Any, Any, Any]) -> None:
 
 class Tidings(Litestar):
     """The app, answering HEAD wherever it answers GET (webapp.methods). This has to happen before
-    routing, which refuses a HEAD to a GET route with 405 before any middleware runs."""
+    routing, which refuses a HEAD to a GET route with 405 before any middleware runs. A stream's
+    body skips the wrappers of `send`, which look at the head only (webapp.sse_response)."""
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
@@ -101,10 +103,12 @@ class Tidings(Litestar):
         if scope["type"] != ScopeType.HTTP:
             await super().__call__(scope, receive, send)
             return
-        send = with_request_id(cast("Send", send), rid)
+        body_send = cast("Send", send)
         if scope.get("method") == "HEAD":
             scope = as_get(scope)  # type: ignore[arg-type]
-            send = without_body(send)
+            body_send = without_body(body_send)
+        scope[BODY_SEND] = body_send  # type: ignore[literal-required]
+        send = with_request_id(body_send, rid)
         await super().__call__(scope, receive, counted_responses(scope, send))  # type: ignore[arg-type]
 
 

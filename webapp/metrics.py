@@ -46,7 +46,7 @@ CONNECTIONS_OPENED = _counter("tidings_connections_opened", "Real-time connectio
 CONNECTIONS_CLOSED = _counter(
     "tidings_connections_closed",
     "Real-time connections closed, by reason: client_left, token_expiry, lifetime, slow_reader, "
-    "shutdown, session_ended",
+    "shutdown, session_ended, database_unavailable",
     "transport",
     "reason",
 )

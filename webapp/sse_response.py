@@ -5,7 +5,9 @@ client to leave: two tasks, a cancel scope, events and weak references per strea
 idle stream's 32 (bench/run.py, tracemalloc). Here the body runs in the request's own task, and
 one small task waits for the client to leave and then cancels it, as the floor's stream does.
 A route handler returns it, annotated with this class, and Litestar calls it as the answer: the
-app's `before_send` hooks and its response counting still see the head.
+app's `before_send` hooks and its response counting still see the head. The chunks after it go
+to the send the app put in the scope under BODY_SEND, past those layers, which look at the head
+only: in a broadcast to 10,000 streams each chunk went through five of them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _HEAD = [
     *((name.lower().encode(), value.encode()) for name, value in HEADERS.items()),
 ]
 _END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+# The scope key of the send for an answer's body: the server's own, or what drops the body of a
+# HEAD answer (tidings.app). Without one, the body goes the way the head went.
+BODY_SEND = "tidings.body_send"
 
 
 class EventStreamResponse:
@@ -37,6 +42,7 @@ class EventStreamResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": _HEAD})
+        send = scope.get(BODY_SEND, send)  # type: ignore[assignment]
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.ensure_future(_cancel_when_client_leaves(receive, task))

@@ -9,6 +9,8 @@ replay limit) the client gets one `reset` and refetches its views.
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webapp import metrics
+from webapp.db import is_unavailable
 from webapp.notifications.delivered import DeliveredLive
 from webapp.notifications.services import InboxState, NotificationData, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
@@ -42,6 +45,7 @@ REPLAY_BATCH = 100
 # to requests.
 STREAM_READS_AT_ONCE = 5
 T = TypeVar("T")
+log = logging.getLogger("tidings.stream")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class StreamConfig:
     replay_limit: int = 500
     queue_size: int = 256
     max_connections_per_user: int = 10
+    # The waits (each ±50 %, so streams spread out) before a read that got no connection is tried
+    # again: a connect that timed out under a reconnect storm, a pool held by other work, a
+    # database restarting. The stream stays open meanwhile; after the last, it ends.
+    read_retry_seconds: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class StreamEvent:
     kind: str  # notification | count | read | archive | reset | heartbeat
     seq: int | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+    # Another event follows at once (a live notification's count): a writer may hold this one and
+    # write both together, one write per ring for a stream (webapp.web.sse).
+    more: bool = False
 
 
 def stream_deadline(config: StreamConfig, expires_at: float | None) -> tuple[float, bool]:
@@ -94,12 +105,20 @@ class InboxStream:
         self.sessionmaker = sessionmaker
         self.config = config
         self.deadline, self.ends_at_token_expiry = stream_deadline(config, expires_at)
-        self.sent_seq = 0
+        self.sent_seq = 0  # set by the opening, once it has read the inbox's state
+        self.positioned = False
         self.sent_version = -1
         self.closed_by_server = False  # shutdown or a reader too slow: do not resume in-process
         # Why the stream ended (metrics): unless the server ends it, the client left.
         self.end_reason = "client_left"
         self.live = False  # past the opening replay: notifications written now count as delivered
+
+    @property
+    def resume_seq(self) -> int | None:
+        """Where a stream that takes over from this one starts: after the last seq this one sent,
+        or where this one was opened if it never read the inbox's state (its database was
+        unavailable)."""
+        return self.sent_seq if self.positioned else self.last_seq
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The stream's events; each one written is counted by kind, and a notification written
@@ -147,6 +166,11 @@ class InboxStream:
                         async for event in self._catch_up():
                             yield event
                     # Anything else (a malformed or foreign publish) is ignored.
+        except DatabaseUnavailable as exc:
+            # Its head is sent: ending it is the one answer left. An SSE client reconnects and
+            # resumes from its Last-Event-ID; a cable resumes it in-process (resume_seq).
+            self.end_reason = "database_unavailable"
+            log.warning("stream ended: database unavailable (%s)", type(exc.__cause__).__name__)
         finally:
             self.subscription.close()
 
@@ -158,6 +182,7 @@ class InboxStream:
     async def _opening(self) -> AsyncIterator[StreamEvent]:
         state, missed = await self._read(self._opening_read)
         self.subscription.hear(state.seq, state.version)  # what the resync check compares against
+        self.positioned = True  # sent_seq is set below, with nothing in between that can fail
         last = self.last_seq
         if last is not None:
             metrics.RECONNECTS.labels(self.transport).inc()
@@ -199,13 +224,14 @@ class InboxStream:
         return 0 <= last <= state.seq and state.seq - last <= self.config.replay_limit
 
     async def _on_new(self, new: NewMessage) -> AsyncIterator[StreamEvent]:
+        counted = self._newer(new.version)
         if new.seq == self.sent_seq + 1:
             self.sent_seq = new.seq  # the live path: contiguous, carried by the doorbell, no DB read
-            yield StreamEvent("notification", new.seq, new.notification)
+            yield StreamEvent("notification", new.seq, new.notification, more=counted)
         elif new.seq > self.sent_seq:
             async for event in self._replay():  # a gap: the database fills it
                 yield event
-        if self._newer(new.version):
+        if counted:
             yield StreamEvent("count", new.seq, client_fields(new))
 
     async def _catch_up(self) -> AsyncIterator[StreamEvent]:
@@ -248,11 +274,38 @@ class InboxStream:
         return state
 
     async def _read(self, query: Callable[[NotificationService], Awaitable[T]]) -> T:
-        """A short read in its own session, finished even if the client leaves meanwhile: a
-        cancelled query could hand its connection back mid-transaction."""
+        """A short read in its own session. One that got no connection ran nothing, so it is
+        tried again after each of the config's waits; one that failed once connected is not run
+        again on a database that may be overloaded."""
+        waits = iter(self.config.read_retry_seconds)
+        while True:
+            try:
+                # Finished even if the client leaves meanwhile: a cancelled query could hand its
+                # connection back mid-transaction.
+                return await asyncio.shield(self._read_once(query))
+            except DatabaseUnavailable as exc:
+                wait = next(waits, None) if exc.connecting else None
+                if wait is None:
+                    raise
+            await asyncio.sleep(wait * random.uniform(0.5, 1.5))  # outside the queue of reads
 
-        async def run() -> T:
-            async with self.reads or nullcontext(), self.sessionmaker() as session:
+    async def _read_once(self, query: Callable[[NotificationService], Awaitable[T]]) -> T:
+        async with self.reads or nullcontext(), self.sessionmaker() as session:
+            connecting = True
+            try:
+                await session.connection()
+                connecting = False
                 return await query(NotificationService(session))
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise DatabaseUnavailable(connecting) from exc
+                raise
 
-        return await asyncio.shield(run())
+
+class DatabaseUnavailable(Exception):
+    """A stream's read met a database that is down, hung or overloaded (webapp.db.is_unavailable);
+    `connecting`: before it had a connection, so nothing ran and it may be tried again."""
+
+    def __init__(self, connecting: bool) -> None:
+        super().__init__("connecting" if connecting else "reading")
+        self.connecting = connecting

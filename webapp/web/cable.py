@@ -182,7 +182,8 @@ class CableConnection:
         self.subscriptions[identifier] = asyncio.create_task(self._forward(identifier, subscription, start))
 
     async def _forward(self, identifier: str, subscription: Subscription, last_seq: int | None) -> None:
-        """Streams until the socket closes. A stream that reaches its maximum lifetime is resumed
+        """Streams until the socket closes. A stream that reaches its maximum lifetime, or that
+        ended because the database was unavailable (after its own waits and tries), is resumed
         here from the last seq sent: ActionCable clients resubscribe without a position, so
         handing the reconnect to them could lose what arrives in between."""
         config = self.state.stream_config
@@ -209,7 +210,7 @@ class CableConnection:
                     self.end_reason = stream.end_reason
                     await self._disconnect("slow_reader" if subscription.overflowed else "server_restart")
                     return
-                last_seq = stream.sent_seq
+                last_seq = stream.resume_seq
                 subscription = self.state.doorbell.hub.subscribe(self.user.id, config.queue_size)
         finally:
             subscription.close()  # also when cancelled before the stream began

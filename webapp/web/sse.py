@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from litestar import Request, get
@@ -98,7 +99,19 @@ def _open(request: Request[Any, Any, Any], encode: Encoder) -> EventStreamRespon
         reads=state.stream_reads,
     )
 
-    return counted_stream(transport, stream.events(), encode, subscription, lambda: stream.end_reason)
+    return inbox_answer(stream, encode)
+
+
+def inbox_answer(stream: InboxStream, encode: Encoder) -> EventStreamResponse:
+    """The answer that writes an inbox stream: a live notification and its count in one write."""
+    return counted_stream(
+        stream.transport,
+        stream.events(),
+        encode,
+        stream.subscription,
+        lambda: stream.end_reason,
+        held=attrgetter("more"),
+    )
 
 
 def counted_stream(
@@ -107,10 +120,12 @@ def counted_stream(
     encode: Callable[[Item], ServerSentEventMessage],
     subscription: Subscription,
     end_reason: Callable[[], str],
+    held: Callable[[Item], bool] | None = None,
 ) -> EventStreamResponse:
     """A stream of `events`, encoded as they come, counted open while it runs, its doorbell slot
     freed when it ends. One generator around the events: each layer of generators was kept alive
-    by every idle stream (bench/run.py's memory per stream).
+    by every idle stream (bench/run.py's memory per stream). An event `held` says is written
+    together with the one after it (StreamEvent.more).
 
     A client that leaves before the body starts means this generator never runs, so its `finally`
     never does: the hub then frees the never-started slot after a short grace."""
@@ -120,8 +135,16 @@ def counted_stream(
         metrics.CONNECTIONS_OPEN.labels(transport).inc()
         try:
             yield CONNECTED
+            waiting = b""
             async for event in events:
-                yield encode(event).encode()
+                encoded = waiting + encode(event).encode()
+                if held is not None and held(event):
+                    waiting = encoded
+                    continue
+                waiting = b""
+                yield encoded
+            if waiting:  # held with nothing after it: the events ended there
+                yield waiting
         finally:
             subscription.close()
             metrics.CONNECTIONS_OPEN.labels(transport).dec()
