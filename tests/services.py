@@ -5,6 +5,7 @@ With CI=true a missing service is a failure, never a skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+LIMIT_WINDOW_EDGES_SECONDS = 300  # Settings.login_window_seconds; 3,600 is a multiple
 
 
 def race_loop_seconds(database_url: str) -> float:
@@ -31,6 +33,16 @@ def race_loop_seconds(database_url: str) -> float:
     at a time, 5 s. DEADLOCK_LOOP_SECONDS makes a longer soak by hand."""
     default = "20" if database_url.startswith("postgresql") else "5"
     return float(os.environ.get("DEADLOCK_LOOP_SECONDS", default))
+
+
+async def clear_of_a_limit_window_edge(needed_seconds: float = 15) -> None:
+    """Abuse limits count in fixed windows aligned to the clock (webapp.ratelimit): a test that
+    counts up to a limit fails if a window ends half-way through it, the count starting again at
+    zero. This waits out the current 300 s window when it has less than `needed_seconds` left;
+    the hour's windows end on such an edge too."""
+    left = LIMIT_WINDOW_EDGES_SECONDS - time.time() % LIMIT_WINDOW_EDGES_SECONDS
+    if left < needed_seconds:
+        await asyncio.sleep(left + 0.1)
 
 
 def missing_service(message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from tests.api import bearer, book, create_event, inbox, pay, register
+from tests.services import clear_of_a_limit_window_edge
 from webapp.auth.models import User
 from webapp.notifications.models import Notification
 from webapp.notifications.services import NewNotification, NotificationService
@@ -64,6 +65,7 @@ async def test_announcement_refusals(client, session):
 
 
 async def test_an_admin_announces_to_everyone_and_is_rate_limited(client, session):
+    await clear_of_a_limit_window_edge()
     admin, admin_token = await register(client)
     await make_admin(session, admin["id"])
     member, member_token = await register(client)

@@ -8,6 +8,7 @@ import pytest
 from tests.api import bearer, register
 from tests.conftest import DEFAULT_PASSWORD
 from tests.integration.pages import post_form, register_in_browser
+from tests.services import clear_of_a_limit_window_edge
 
 TOO_SHORT = "Use at least 10 characters."
 
@@ -103,6 +104,7 @@ async def test_the_profile_page_changes_the_password_with_messages_on_its_fields
 
 
 async def test_a_refused_login_page_says_when_to_try_again(client):
+    await clear_of_a_limit_window_edge()
     await register(client, email="paged@example.com")
     for _ in range(5):
         wrong = await post_form(client, "/login", {"email": "paged@example.com", "password": "not-it-at-all"})

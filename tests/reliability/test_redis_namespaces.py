@@ -29,7 +29,14 @@ from tests.reliability.conftest import (
     stop_all,
 )
 from tests.reliability.sse import Event, open_stream
-from tests.services import REDIS_URL, LiveServer, missing_service, redis_available, throwaway_postgres_database
+from tests.services import (
+    REDIS_URL,
+    LiveServer,
+    clear_of_a_limit_window_edge,
+    missing_service,
+    redis_available,
+    throwaway_postgres_database,
+)
 from tidings.cli import upgrade_database
 from webapp.auth.models import User
 from webapp.db import create_engine, create_sessionmaker
@@ -156,6 +163,7 @@ async def test_two_deployments_on_one_redis_never_share_notifications_or_limits(
             assert await subscribers(redis, bell_a.channel) >= 1 and await subscribers(redis, channel_b) == 1
 
             # Failed logins in A block the account in A only.
+            await clear_of_a_limit_window_edge()
             for _ in range(settings_a.login_attempts_per_window):
                 failed = await login(on_a, email, "wrong password")
                 assert failed.status_code == 401, failed.text
