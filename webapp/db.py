@@ -13,9 +13,10 @@ A database that hangs answers a request with 503 within a few seconds instead of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, any_, event, literal
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,6 +44,8 @@ class Base(DeclarativeBase):
 
 # The largest id a row can have (PostgreSQL `integer`): a bigger one in a request is bad input.
 MAX_ROW_ID = 2**31 - 1
+T = TypeVar("T")
+log = logging.getLogger("tidings.db")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -253,3 +256,26 @@ def is_unavailable(exc: BaseException) -> bool:
             or "database is locked" in str(exc.orig)
         )
     return False
+
+
+_finishing: set[asyncio.Task[Any]] = set()  # reads whose caller left: held until they end
+
+
+async def finished_even_if_left(read: Awaitable[T]) -> T:
+    """Runs a short read to its end even if its caller is cancelled (a client that left): a
+    cancelled query could hand its connection back to the pool mid-transaction. What the read
+    comes to after its caller left is no one's news: its failure is one line in the log, not a
+    traceback of an exception never retrieved."""
+    task = asyncio.ensure_future(read)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        _finishing.add(task)
+        task.add_done_callback(_forget_finished)
+        raise
+
+
+def _forget_finished(task: asyncio.Task[Any]) -> None:
+    _finishing.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.info("a read failed after its caller left: %s", type(exc).__name__)

@@ -16,6 +16,7 @@ one opens a stream while PostgreSQL cannot be reached at all, then brings it bac
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import socket
@@ -163,6 +164,33 @@ async def test_a_client_that_leaves_while_its_stream_waits_to_try_again_is_let_g
 
     assert hub.count(user) == 0  # its place among the user's streams is free
     assert sessions.made < len(RETRIES) + 1  # no try after it left
+
+
+async def test_a_read_that_fails_after_its_client_left_leaves_no_error_behind(
+    one_connection, session, no_doorbell, caplog
+):
+    """The read goes on after its client left (a cancelled query could hand its connection back
+    mid-transaction); its failure then is no one's news. Before, asyncio logged it with a
+    traceback as a task exception never retrieved."""
+    (user,) = await make_users(session, 1)
+    sessions = CountedSessions(one_connection)
+    body = stream_of(sessions, user, last_seq=None).events()
+
+    with caplog.at_level(logging.INFO):
+        async with held(one_connection):
+            opening = asyncio.ensure_future(anext(body))
+            await holds_within(lambda: sessions.made >= 1, 10)  # its first try waits for the pool
+            opening.cancel()  # the client left
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(opening, 1)
+            # The read, left to finish, gives up on the pool meanwhile.
+            await holds_within(lambda: any(r.name == "tidings.db" for r in caplog.records), 10)
+        gc.collect()  # asyncio reports an exception never retrieved when its task is collected
+
+    assert sessions.made == 1  # not tried again for a client that left
+    told = [r.getMessage() for r in caplog.records if r.name == "tidings.db"]
+    assert told == ["a read failed after its caller left: DatabaseUnavailable"]
+    assert not [r for r in caplog.records if r.exc_info or "never retrieved" in r.getMessage()]
 
 
 async def test_an_error_that_is_not_an_unavailable_database_is_not_taken_for_one(tmp_path):

@@ -19,7 +19,6 @@ Anyone else is told there is no such thing (404). No query here names a recipien
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.auth.models import User
+from webapp.db import finished_even_if_left
 from webapp.deliveries.models import DeliveryReport
 from webapp.errors import NotFound, ValidationFailed
 from webapp.events.models import Event
@@ -221,7 +221,7 @@ class ReportWatch:
             while (now := time.monotonic()) < self.deadline:
                 if now >= next_check:
                     next_check = now + self.interval
-                    value = await asyncio.shield(load())  # a cancelled read could leave its connection mid-transaction
+                    value = await finished_even_if_left(load())
                     if value != last:
                         last, last_write = value, time.monotonic()
                         yield value

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webapp import metrics
-from webapp.db import is_unavailable
+from webapp.db import finished_even_if_left, is_unavailable
 from webapp.notifications.delivered import DeliveredLive
 from webapp.notifications.services import InboxState, NotificationData, NotificationService, notification_json
 from webapp.realtime.doorbell import Subscription
@@ -280,9 +280,7 @@ class InboxStream:
         waits = iter(self.config.read_retry_seconds)
         while True:
             try:
-                # Finished even if the client leaves meanwhile: a cancelled query could hand its
-                # connection back mid-transaction.
-                return await asyncio.shield(self._read_once(query))
+                return await finished_even_if_left(self._read_once(query))
             except DatabaseUnavailable as exc:
                 wait = next(waits, None) if exc.connecting else None
                 if wait is None:
