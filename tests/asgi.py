@@ -29,9 +29,10 @@ class Client:
         return [(m["body"], m["more_body"]) for m in self.sent if m["type"] == "http.response.body"]
 
 
-async def until(condition: Any, turns: int = 100) -> None:
-    """Lets the loop run until `condition()` holds (at most `turns` turns)."""
-    for _ in range(turns):
+async def until(condition: Any) -> None:
+    """Lets the loop run until `condition()` holds (at most 100 turns: for work in this loop
+    alone; what waits on a thread or a socket needs holds_within)."""
+    for _ in range(100):
         if condition():
             return
         await asyncio.sleep(0)

@@ -20,6 +20,7 @@ import gc
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
@@ -49,21 +50,29 @@ from webapp.web.sse import api_encoder, inbox_answer
 __all__ = ["no_doorbell"]  # fixture shared with the resync tests
 
 GIVE_UP_SECONDS = 0.2
-RETRIES = (0.1, 0.2, 0.3)  # the waits between tries; four tries in all
+RETRIES = (0.3, 0.6, 1.2)  # the waits between tries; four tries in all, 1 to 3 s of waiting
 CONFIG = StreamConfig(heartbeat_seconds=60, read_retry_seconds=RETRIES)
+
+
+@asynccontextmanager
+async def one_connection_engine(database_url: str, give_up_seconds: float) -> AsyncIterator[Any]:
+    """A readers' engine whose pool has one connection and waits for it `give_up_seconds`."""
+    timeouts = DatabaseTimeouts(connect_seconds=give_up_seconds)
+    # PostgreSQL's engine takes its pool timeout from `timeouts`; SQLite's is given here.
+    pool = {"pool_timeout": give_up_seconds} if database_url.startswith("sqlite") else {}
+    engine = create_engine(database_url, readers_only=True, timeouts=timeouts, pool_size=1, max_overflow=0, **pool)
+    async with engine.connect():  # opened once, so later waits are for the pool, not a connect
+        pass
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
 async def one_connection(database_url: str) -> AsyncIterator[Any]:
-    """A readers' engine whose pool has one connection and waits for it GIVE_UP_SECONDS."""
-    timeouts = DatabaseTimeouts(connect_seconds=GIVE_UP_SECONDS)
-    # PostgreSQL's engine takes its pool timeout from `timeouts`; SQLite's is given here.
-    pool = {"pool_timeout": GIVE_UP_SECONDS} if database_url.startswith("sqlite") else {}
-    engine = create_engine(database_url, readers_only=True, timeouts=timeouts, pool_size=1, max_overflow=0, **pool)
-    async with engine.connect():  # opened once, so later waits are for the pool, not a connect
-        pass
-    yield engine
-    await engine.dispose()
+    async with one_connection_engine(database_url, GIVE_UP_SECONDS) as engine:
+        yield engine
 
 
 @asynccontextmanager
@@ -82,9 +91,11 @@ class CountedSessions:
     def __init__(self, engine: Any) -> None:
         self.sessionmaker = create_sessionmaker(engine)
         self.made = 0
+        self.times: list[float] = []  # when each was made (time.monotonic)
 
     def __call__(self) -> Any:
         self.made += 1
+        self.times.append(time.monotonic())
         return self.sessionmaker()
 
 
@@ -153,31 +164,37 @@ async def test_a_client_that_leaves_while_its_stream_waits_to_try_again_is_let_g
     (user,) = await make_users(session, 1)
     hub = Hub()
     sessions = CountedSessions(one_connection)
-    body = stream_of(sessions, user, last_seq=None, hub=hub).events()
+    # One wait before the second try, 2.5 to 7.5 s: the client leaves during it.
+    config = StreamConfig(heartbeat_seconds=60, read_retry_seconds=(5.0,))
+    body = InboxStream(
+        user_id=user, last_seq=None, subscription=hub.subscribe(user, 64), sessionmaker=sessions, config=config
+    ).events()
 
     async with held(one_connection):
         opening = asyncio.ensure_future(anext(body))
-        await holds_within(lambda: sessions.made >= 2, 10)
+        await holds_within(lambda: sessions.made >= 1, 10)
+        await asyncio.sleep(GIVE_UP_SECONDS + 1)  # the first try has given up; the stream waits
         opening.cancel()  # the server cancels the answer of a client that left
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(opening, 1)
 
     assert hub.count(user) == 0  # its place among the user's streams is free
-    assert sessions.made < len(RETRIES) + 1  # no try after it left
+    assert sessions.made == 1  # no second try for a client that left
 
 
 async def test_a_read_that_fails_after_its_client_left_leaves_no_error_behind(
-    one_connection, session, no_doorbell, caplog
+    database_url, session, no_doorbell, caplog
 ):
     """The read goes on after its client left (a cancelled query could hand its connection back
     mid-transaction); its failure then is no one's news. Before, asyncio logged it with a
     traceback as a task exception never retrieved."""
     (user,) = await make_users(session, 1)
-    sessions = CountedSessions(one_connection)
-    body = stream_of(sessions, user, last_seq=None).events()
 
+    # The pool gives up after 2 s: the client leaves while the first try still waits for it.
     with caplog.at_level(logging.INFO):
-        async with held(one_connection):
+        async with one_connection_engine(database_url, 2.0) as engine, held(engine):
+            sessions = CountedSessions(engine)
+            body = stream_of(sessions, user, last_seq=None).events()
             opening = asyncio.ensure_future(anext(body))
             await holds_within(lambda: sessions.made >= 1, 10)  # its first try waits for the pool
             opening.cancel()  # the client left
@@ -265,6 +282,19 @@ class RecordingSocket:
         self.closed.set()
 
 
+def recording_cable(sessions: CountedSessions, user: User, hub: Hub, config: StreamConfig) -> tuple[Any, Any]:
+    """A cable connection on a recording socket, reading through `sessions`."""
+    state = SimpleNamespace(
+        reader_sessionmaker=sessions,
+        stream_config=config,
+        doorbell=SimpleNamespace(hub=hub),
+        delivered_live=None,
+        stream_reads=None,
+    )
+    socket = RecordingSocket(state, user)
+    return CableConnection(socket), socket  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("last_seq", "sent"),
     [(1, ["notification 2", "count 2"]), (None, ["count 2"])],
@@ -278,15 +308,7 @@ async def test_a_cable_subscription_resumes_in_process_once_the_database_is_back
     user = await session.get(User, user_id)
     hub = Hub()
     sessions = CountedSessions(one_connection)
-    state = SimpleNamespace(
-        reader_sessionmaker=sessions,
-        stream_config=CONFIG,
-        doorbell=SimpleNamespace(hub=hub),
-        delivered_live=None,
-        stream_reads=None,
-    )
-    socket = RecordingSocket(state, user)
-    cable = CableConnection(socket)  # type: ignore[arg-type]
+    cable, socket = recording_cable(sessions, user, hub, CONFIG)
     forwarding = asyncio.ensure_future(cable._forward("{}", hub.subscribe(user_id, 64), last_seq))
 
     try:
@@ -308,6 +330,34 @@ async def test_a_cable_subscription_resumes_in_process_once_the_database_is_back
     # first subscribe starts from now, with no history replayed as new).
     assert [described(frame["message"]) for frame in socket.frames] == sent
     assert not socket.closed.is_set()
+
+
+async def test_a_cable_whose_database_stays_unavailable_pauses_longer_between_its_streams(
+    one_connection, session, no_doorbell
+):
+    """Each stream's reads try again by themselves; the cable then waits before the next stream,
+    longer each time, so that thousands of sockets do not ask a database coming back all at once."""
+    (user_id,) = await make_users(session, 1)
+    user = await session.get(User, user_id)
+    hub = Hub(unstarted_grace=0.5)  # shorter than every pause but the first's shortest
+    sessions = CountedSessions(one_connection)
+    config = StreamConfig(heartbeat_seconds=60, read_retry_seconds=(), resume_pause_seconds=(1.0, 2.0))
+    cable, socket = recording_cable(sessions, user, hub, config)
+
+    async with held(one_connection):
+        forwarding = asyncio.ensure_future(cable._forward("{}", hub.subscribe(user_id, 64), None))
+        try:
+            await holds_within(lambda: sessions.made >= 4, 20)  # four streams, one try each
+            # One slot, not one per stream, and kept through the pauses: not taken for the slot of
+            # a client that left before its stream began.
+            assert hub.count(user_id) == 1
+        finally:
+            forwarding.cancel()
+
+    gaps = [later - earlier for earlier, later in zip(sessions.times, sessions.times[1:], strict=False)][:3]
+    # At least the pause's lower bound (-50 %): 0.5 s, then 1 s, then 1 s (the last repeated).
+    assert [gap >= least for gap, least in zip(gaps, [0.5, 1.0, 1.0], strict=True)] == [True] * 3, gaps
+    assert socket.frames == []  # the socket stays open, its channel waits
 
 
 # ---- PostgreSQL down, then back --------------------------------------------------------------

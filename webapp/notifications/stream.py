@@ -59,6 +59,11 @@ class StreamConfig:
     # again: a connect that timed out under a reconnect storm, a pool held by other work, a
     # database restarting. The stream stays open meanwhile; after the last, it ends.
     read_retry_seconds: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    # The pauses (each ±50 %, the last repeated while it lasts) before a cable resumes a stream
+    # that ended on an unavailable database: its reads have tried again already, and thousands of
+    # sockets asking again at once would hold back a database that is coming back. An SSE client
+    # paces itself (its reconnect backs off).
+    resume_pause_seconds: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -185,8 +186,10 @@ class CableConnection:
         """Streams until the socket closes. A stream that reaches its maximum lifetime, or that
         ended because the database was unavailable (after its own waits and tries), is resumed
         here from the last seq sent: ActionCable clients resubscribe without a position, so
-        handing the reconnect to them could lose what arrives in between."""
+        handing the reconnect to them could lose what arrives in between. After a database that
+        was unavailable, it pauses first (StreamConfig.resume_pause_seconds)."""
         config = self.state.stream_config
+        unavailable_in_a_row = 0
         try:
             while True:
                 stream = InboxStream(
@@ -212,6 +215,14 @@ class CableConnection:
                     return
                 last_seq = stream.resume_seq
                 subscription = self.state.doorbell.hub.subscribe(self.user.id, config.queue_size)
+                if stream.end_reason == "database_unavailable":
+                    # Held through the pause for this socket: not the slot of a client that left
+                    # before its stream began, which the hub drops after a short grace.
+                    subscription.started = True
+                    # A stream that opened and later failed starts the pauses again.
+                    unavailable_in_a_row = 1 if stream.positioned else unavailable_in_a_row + 1
+                    pauses = config.resume_pause_seconds
+                    await asyncio.sleep(pauses[min(unavailable_in_a_row, len(pauses)) - 1] * random.uniform(0.5, 1.5))
         finally:
             subscription.close()  # also when cancelled before the stream began
 
