@@ -8,12 +8,14 @@ Screenshots of each state go to tests/e2e/artifacts/ (light and dark).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.conftest import wait_for_live_jobs
 from tests.e2e.conftest import Api, ContextFactory, Screenshots
 from tests.e2e.layout_helpers import (
     VIEWPORT_NAMES,
@@ -193,9 +195,12 @@ async def expect_table_usable(page: Page, viewport: str, actions: list[str], dat
 
 @pytest.mark.parametrize("viewport", VIEWPORT_NAMES)
 async def test_tables_show_their_actions_without_a_sideways_scroll(
-    viewport: str, new_context: ContextFactory, shot: Screenshots, base_url: str, api: Api
+    viewport: str, new_context: ContextFactory, shot: Screenshots, base_url: str, api: Api, engine: Any
 ) -> None:
     organizer, member, paid_event = await bookings_and_attendees(api)
+    # The bookings' news (a confirmation, the organizer's "booked") is told before the pages open:
+    # a toast arriving meanwhile would lie over the table's buttons on a phone (seen under load).
+    await wait_for_live_jobs(engine)
 
     context = await phone_or_desktop(new_context, viewport)
     await context.add_cookies([{"name": ACCESS_COOKIE, "value": member, "url": base_url, "httpOnly": True}])
